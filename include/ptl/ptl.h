@@ -1,0 +1,8 @@
+/* ptl/ptl.h - the whole public API of libptl. */
+#ifndef PTL_PTL_H
+#define PTL_PTL_H
+
+#include "ptl/core.h"
+#include "ptl/ops.h"
+
+#endif

@@ -1,0 +1,12 @@
+/* Subcommands of the ptl command-line tool. Each takes the arguments after its own name
+ * (argv[0] is the subcommand) and returns the process exit status. */
+#ifndef PTL_CLI_H
+#define PTL_CLI_H
+
+/* Exit status for a bad command line (as BSD's EX_USAGE). */
+#define PTL_EXIT_USAGE 64
+
+/* ptl bench ops [...]: per-layer conv GFLOPS against a bare sgemm of the same shape. */
+int ptl_cli_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,46 @@
+/* ptl - command-line entry point: parses the subcommand and hands over to it. Thin by design:
+ * all work happens in libptl. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "ptl/ptl.h"
+
+static const char usage[] =
+    "Usage: ptl <command> [options]\n"
+    "\n"
+    "Fine-tunes convolutional networks with Progressive Transfer Learning on CPU clusters.\n"
+    "\n"
+    "Commands:\n"
+    "  bench ops      time the conv layers of a network against a bare BLIS sgemm\n"
+    "                 (ptl bench ops --help for its options)\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help     show this help and exit\n"
+    "  -V, --version  show the version and exit\n"
+    "\n"
+    "Environment:\n"
+    "  PTL_THREADS    threads for BLIS GEMMs and OpenMP loops (default: cores of this process)\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return PTL_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("ptl %s\n", ptl_version());
+        return 0;
+    }
+    if (strcmp(cmd, "bench") == 0)
+        return ptl_cli_bench(argc - 1, argv + 1);
+    fprintf(stderr, "ptl: unknown command '%s' (see ptl --help)\n", cmd);
+    return PTL_EXIT_USAGE;
+}
