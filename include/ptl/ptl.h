@@ -4,5 +4,7 @@
 
 #include "ptl/core.h"
 #include "ptl/ops.h"
+#include "ptl/model.h"
+#include "ptl/io.h"
 
 #endif

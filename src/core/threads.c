@@ -1,5 +1,4 @@
 /* One thread setting for the whole process: BLIS GEMM threads and OpenMP loops follow it. */
-#define _GNU_SOURCE
 #include "ptl/core.h"
 
 #include <blis.h>

@@ -1,2 +1,239 @@
-/* placeholder: being written */
+/* Batch normalisation over (N, C, HW) - BatchNorm2d with hw = H*W, BatchNorm1d with hw = 1 -
+ * in training mode (batch statistics, running-stat update) and eval mode (running statistics),
+ * with PyTorch's exact semantics. Not for layer/group/instance norm.
+ *
+ * Per-channel sums run over N*HW elements, so they accumulate in double; the work is split over
+ * channels, which keeps every sum on one thread and the result independent of the thread count. */
+#include <math.h>
+
+#include "ops/check.h"
 #include "ptl/ops.h"
+
+static int check_shape(const char *op, const struct ptl_batchnorm_shape *s)
+{
+    PTL_CHECK_PTR(op, s);
+    PTL_CHECK(s->n >= 1 && s->c >= 1 && s->hw >= 1,
+              "%s: n, c and hw must be >= 1 (got n=%d, c=%d, hw=%d)", op, s->n, s->c, s->hw);
+    PTL_CHECK(isfinite(s->eps) && s->eps >= 0.0f, "%s: eps must be finite and >= 0 (got %g)", op,
+              (double)s->eps);
+    PTL_CHECK(s->momentum >= 0.0f && s->momentum <= 1.0f,
+              "%s: momentum must be in [0, 1] (got %g)", op, (double)s->momentum);
+    return PTL_OK;
+}
+
+static inline int big(const struct ptl_batchnorm_shape *s)
+{
+    return (long long)s->n * s->c * s->hw >= PTL_OMP_MIN_ELEMENTS;
+}
+
+/* Offset of sample i, channel ch in an (N, C, HW) tensor. */
+static inline size_t at(const struct ptl_batchnorm_shape *s, int i, int ch)
+{
+    return ((size_t)i * s->c + ch) * s->hw;
+}
+
+/* Mean and sum of squared deviations of channel ch, in double. Two passes rather than
+ * E[x^2] - E[x]^2, which cancels catastrophically when |mean| >> std. */
+static void channel_stats(const struct ptl_batchnorm_shape *s, const float *in, int ch,
+                          double *mean_out, double *sq_out)
+{
+    double sum = 0.0;
+    for (int i = 0; i < s->n; i++) {
+        const float *x = in + at(s, i, ch); /* (HW) */
+        for (int j = 0; j < s->hw; j++)
+            sum += x[j];
+    }
+    const double mean = sum / ((double)s->n * s->hw);
+    double sq = 0.0;
+    for (int i = 0; i < s->n; i++) {
+        const float *x = in + at(s, i, ch);
+        for (int j = 0; j < s->hw; j++) {
+            double d = x[j] - mean;
+            sq += d * d;
+        }
+    }
+    *mean_out = mean;
+    *sq_out = sq;
+}
+
+/* Up to this many values per channel the backward recomputes the statistics in double instead
+ * of using the float save_mean/save_invstd. With very few values (n*hw = 2: BatchNorm1d on a
+ * batch of 2) the input gradient is a near-total cancellation, (1 - xhat^2) ~ eps/var, and the
+ * rounding of the saved floats alone gives it a 10-50% relative error against float64; for such
+ * small channels the two extra passes cost nothing. */
+#define BN_EXACT_STATS_MAX_COUNT 256
+
+int ptl_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd,
+                                float *running_mean, float *running_var, const float *in,
+                                const float *gamma, const float *beta,
+                                const struct ptl_batchnorm_shape *s)
+{
+    static const char op[] = "batchnorm_forward_train";
+    int rc = check_shape(op, s);
+    if (rc != PTL_OK)
+        return rc;
+    PTL_CHECK_PTR(op, out);
+    PTL_CHECK_PTR(op, save_mean);
+    PTL_CHECK_PTR(op, save_invstd);
+    PTL_CHECK_PTR(op, in);
+    /* As PyTorch's "Expected more than 1 value per channel when training". */
+    PTL_CHECK((long long)s->n * s->hw >= 2,
+              "%s: expected more than 1 value per channel when training (n*hw = %lld)", op,
+              (long long)s->n * s->hw);
+
+    const int n = s->n, c = s->c, hw = s->hw;
+    const double count = (double)n * hw;
+#pragma omp parallel for if (big(s))
+    for (int ch = 0; ch < c; ch++) {
+        double mean, sq;
+        channel_stats(s, in, ch, &mean, &sq);
+        const double var = sq / count; /* biased: what normalises */
+        const double invstd = 1.0 / sqrt(var + s->eps);
+        const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *x = in + at(s, i, ch);
+            float *y = out + at(s, i, ch);
+            for (int j = 0; j < hw; j++)
+                y[j] = (float)((x[j] - mean) * invstd * g + b);
+        }
+        save_mean[ch] = (float)mean;
+        save_invstd[ch] = (float)invstd;
+        /* The running variance is the unbiased one, as in PyTorch. */
+        const double m = s->momentum;
+        if (running_mean != NULL)
+            running_mean[ch] = (float)((1.0 - m) * running_mean[ch] + m * mean);
+        if (running_var != NULL)
+            running_var[ch] = (float)((1.0 - m) * running_var[ch] + m * (sq / (count - 1.0)));
+    }
+    return PTL_OK;
+}
+
+int ptl_batchnorm_backward_train(float *d_in, float *d_gamma, float *d_beta, const float *d_out,
+                                 const float *in, const float *save_mean, const float *save_invstd,
+                                 const float *gamma, const struct ptl_batchnorm_shape *s)
+{
+    static const char op[] = "batchnorm_backward_train";
+    int rc = check_shape(op, s);
+    if (rc != PTL_OK)
+        return rc;
+    PTL_CHECK_PTR(op, d_out);
+    PTL_CHECK_PTR(op, in);
+    PTL_CHECK_PTR(op, save_mean);
+    PTL_CHECK_PTR(op, save_invstd);
+    PTL_CHECK((long long)s->n * s->hw >= 2,
+              "%s: expected more than 1 value per channel when training (n*hw = %lld)", op,
+              (long long)s->n * s->hw);
+
+    const int n = s->n, c = s->c, hw = s->hw;
+    const double count = (double)n * hw;
+#pragma omp parallel for if (big(s))
+    for (int ch = 0; ch < c; ch++) {
+        double mean = save_mean[ch], invstd = save_invstd[ch];
+        if (count <= BN_EXACT_STATS_MAX_COUNT) {
+            double sq;
+            channel_stats(s, in, ch, &mean, &sq);
+            invstd = 1.0 / sqrt(sq / count + s->eps);
+        }
+        double sum_dy = 0.0, dot = 0.0; /* sum(dy), sum(dy * (x - mean)) */
+        for (int i = 0; i < n; i++) {
+            const float *x = in + at(s, i, ch), *dy = d_out + at(s, i, ch);
+            for (int j = 0; j < hw; j++) {
+                sum_dy += dy[j];
+                dot += dy[j] * (x[j] - mean);
+            }
+        }
+        if (d_gamma != NULL)
+            d_gamma[ch] += (float)(dot * invstd);
+        if (d_beta != NULL)
+            d_beta[ch] += (float)sum_dy;
+        if (d_in == NULL)
+            continue;
+        /* The batch statistics depend on every x: dx = g*invstd * (dy - mean(dy)
+         * - (x - mean) * invstd^2 * mean(dy * (x - mean))), PyTorch's formula. */
+        const double grad_mean = sum_dy / count;
+        const double proj = dot * invstd * invstd / count;
+        const double scale = invstd * (gamma ? gamma[ch] : 1.0);
+        for (int i = 0; i < n; i++) {
+            const float *x = in + at(s, i, ch), *dy = d_out + at(s, i, ch);
+            float *dx = d_in + at(s, i, ch);
+            for (int j = 0; j < hw; j++)
+                dx[j] += (float)((dy[j] - grad_mean - (x[j] - mean) * proj) * scale);
+        }
+    }
+    return PTL_OK;
+}
+
+int ptl_batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+                               const float *running_mean, const float *running_var,
+                               const struct ptl_batchnorm_shape *s)
+{
+    static const char op[] = "batchnorm_forward_eval";
+    int rc = check_shape(op, s);
+    if (rc != PTL_OK)
+        return rc;
+    PTL_CHECK_PTR(op, out);
+    PTL_CHECK_PTR(op, in);
+    PTL_CHECK_PTR(op, running_mean);
+    PTL_CHECK_PTR(op, running_var);
+
+    const int n = s->n, c = s->c, hw = s->hw;
+#pragma omp parallel for if (big(s))
+    for (int ch = 0; ch < c; ch++) {
+        const double invstd = 1.0 / sqrt((double)running_var[ch] + s->eps);
+        const double mean = running_mean[ch];
+        const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *x = in + at(s, i, ch);
+            float *y = out + at(s, i, ch);
+            for (int j = 0; j < hw; j++)
+                y[j] = (float)((x[j] - mean) * invstd * g + b);
+        }
+    }
+    return PTL_OK;
+}
+
+int ptl_batchnorm_backward_eval(float *d_in, float *d_gamma, float *d_beta, const float *d_out,
+                                const float *in, const float *gamma, const float *running_mean,
+                                const float *running_var, const struct ptl_batchnorm_shape *s)
+{
+    static const char op[] = "batchnorm_backward_eval";
+    int rc = check_shape(op, s);
+    if (rc != PTL_OK)
+        return rc;
+    PTL_CHECK_PTR(op, d_out);
+    PTL_CHECK_PTR(op, in);
+    PTL_CHECK_PTR(op, running_mean);
+    PTL_CHECK_PTR(op, running_var);
+
+    const int n = s->n, c = s->c, hw = s->hw;
+#pragma omp parallel for if (big(s))
+    for (int ch = 0; ch < c; ch++) {
+        /* Fixed statistics: the op is an affine map per channel. */
+        const double invstd = 1.0 / sqrt((double)running_var[ch] + s->eps);
+        const double mean = running_mean[ch];
+        if (d_gamma != NULL || d_beta != NULL) {
+            double sum_dy = 0.0, dot = 0.0;
+            for (int i = 0; i < n; i++) {
+                const float *x = in + at(s, i, ch), *dy = d_out + at(s, i, ch);
+                for (int j = 0; j < hw; j++) {
+                    sum_dy += dy[j];
+                    dot += dy[j] * (x[j] - mean);
+                }
+            }
+            if (d_gamma != NULL)
+                d_gamma[ch] += (float)(dot * invstd);
+            if (d_beta != NULL)
+                d_beta[ch] += (float)sum_dy;
+        }
+        if (d_in == NULL)
+            continue;
+        const float scale = (float)(invstd * (gamma ? gamma[ch] : 1.0));
+        for (int i = 0; i < n; i++) {
+            const float *dy = d_out + at(s, i, ch);
+            float *dx = d_in + at(s, i, ch);
+            for (int j = 0; j < hw; j++)
+                dx[j] += dy[j] * scale;
+        }
+    }
+    return PTL_OK;
+}

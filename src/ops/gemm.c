@@ -1,2 +1,44 @@
-/* placeholder: being written */
+/* ptl_sgemm: the row-major single-precision GEMM every conv and linear layer runs on.
+ * A thin, validated wrapper over BLIS's typed bli_sgemm: row-major storage is expressed with
+ * BLIS strides (row stride = leading dimension, column stride = 1), so nothing is copied or
+ * transposed here. Threads are BLIS's own (set once, globally, by ptl_threads_set).
+ *
+ * BLIS's small/unpacked ("sup") path is switched off: BLIS 0.9 on zen3 sends every GEMM with
+ * m < 512, n < 200 or k < 240 there, which covers most conv GEMMs (C_out = 64..256), and
+ * measured it is up to 2-3x slower on them than the packed path (e.g. 128x4096x1152: 23 vs
+ * 45 GFLOPS on one core) while no faster on the tiny shapes we tried (docs/performance.md). */
 #include "ptl/ops.h"
+
+#include <blis.h>
+
+#include "ops/check.h"
+
+int ptl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc)
+{
+    PTL_CHECK(trans_a == 0 || trans_a == 1, "sgemm: trans_a must be 0 or 1, got %d", trans_a);
+    PTL_CHECK(trans_b == 0 || trans_b == 1, "sgemm: trans_b must be 0 or 1, got %d", trans_b);
+    PTL_CHECK(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size m=%d n=%d k=%d", m, n, k);
+    /* Stored widths (row-major): A is (m, k) or (k, m) when transposed, B (k, n) or (n, k). */
+    int a_cols = trans_a ? m : k, b_cols = trans_b ? k : n;
+    PTL_CHECK(lda >= (a_cols > 1 ? a_cols : 1), "sgemm: lda=%d < %d (columns of stored A)", lda,
+              a_cols);
+    PTL_CHECK(ldb >= (b_cols > 1 ? b_cols : 1), "sgemm: ldb=%d < %d (columns of stored B)", ldb,
+              b_cols);
+    PTL_CHECK(ldc >= (n > 1 ? n : 1), "sgemm: ldc=%d < n=%d", ldc, n);
+    if (m == 0 || n == 0)
+        return PTL_OK;
+    PTL_CHECK_PTR("sgemm", c);
+    if (k > 0) {
+        PTL_CHECK_PTR("sgemm", a);
+        PTL_CHECK_PTR("sgemm", b);
+    }
+    /* BLIS's typed API takes non-const pointers in 0.9 but does not write A, B, alpha, beta. */
+    rntm_t rntm; /* picks up the global thread count set by ptl_threads_set */
+    bli_rntm_init_from_global(&rntm);
+    bli_rntm_disable_l3_sup(&rntm);
+    bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                 trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, m, n, k, &alpha, (float *)a, lda, 1,
+                 (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
+    return PTL_OK;
+}

@@ -1,2 +1,336 @@
-/* placeholder: being written */
+/* Unit tests of conv2d: forward against a naive direct convolution, finite-difference checks
+ * of d_in / d_weight / d_bias on odd shapes covering every schedule (per-image, batched
+ * chunks, the 1x1 direct path), accumulation, NULL-gradient skipping and argument errors. */
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "ptl/core.h"
+#include "ptl/ops.h"
+
+/* Which schedule a shape is expected to take; checked through the workspace size so a change
+ * of the tuning constants that moves a test off its path is noticed. */
+enum path { PATH_ANY, PATH_PER_IMAGE, PATH_BATCHED, PATH_DIRECT };
+
+struct conv_case {
+    struct ptl_conv2d_shape s;
+    int ho, wo;
+    size_t n_in, n_w, n_out;
+    float *in, *w, *b, *out, *r, *ws; /* r: fixed random weights of the loss sum(out * r) */
+};
+
+static void case_init(struct conv_case *c, struct ptl_conv2d_shape s, int with_bias)
+{
+    memset(c, 0, sizeof *c);
+    c->s = s;
+    cr_assert_eq(ptl_conv2d_output_size(&s, &c->ho, &c->wo), 0, "%s", ptl_error_message());
+    c->n_in = (size_t)s.n * s.c_in * s.h * s.w;
+    c->n_w = (size_t)s.c_out * s.c_in * s.kh * s.kw;
+    c->n_out = (size_t)s.n * s.c_out * c->ho * c->wo;
+    c->in = tc_alloc(c->n_in);
+    c->w = tc_alloc(c->n_w);
+    c->b = with_bias ? tc_alloc((size_t)s.c_out) : NULL;
+    c->out = tc_alloc(c->n_out);
+    c->r = tc_alloc(c->n_out);
+    c->ws = tc_alloc(ptl_conv2d_workspace_floats(&s));
+    tc_fill(c->in, c->n_in, 11, -1.0f, 1.0f);
+    tc_fill(c->w, c->n_w, 12, -1.0f, 1.0f);
+    if (c->b)
+        tc_fill(c->b, (size_t)s.c_out, 13, -1.0f, 1.0f);
+    tc_fill(c->r, c->n_out, 14, -1.0f, 1.0f);
+}
+
+static void case_free(struct conv_case *c)
+{
+    free(c->in);
+    free(c->w);
+    free(c->b);
+    free(c->out);
+    free(c->r);
+    free(c->ws);
+}
+
+static void assert_path(const struct ptl_conv2d_shape *s, int ho, int wo, enum path want)
+{
+    size_t k = (size_t)s->c_in * s->kh * s->kw, p = (size_t)ho * wo;
+    size_t ws = ptl_conv2d_workspace_floats(s);
+    switch (want) {
+    case PATH_DIRECT: cr_assert_eq(ws, 0, "expected the 1x1 direct per-image path"); break;
+    case PATH_PER_IMAGE: cr_assert_eq(ws, k * p, "expected the per-image im2col path"); break;
+    case PATH_BATCHED: cr_assert_gt(ws, k * p, "expected the batched path"); break;
+    case PATH_ANY: break;
+    }
+}
+
+/* Direct convolution in double: the reference for the forward. */
+static void naive_conv(double *out, const struct conv_case *c)
+{
+    const struct ptl_conv2d_shape *s = &c->s;
+    for (int n = 0; n < s->n; n++)
+        for (int o = 0; o < s->c_out; o++)
+            for (int oh = 0; oh < c->ho; oh++)
+                for (int ow = 0; ow < c->wo; ow++) {
+                    double acc = c->b ? c->b[o] : 0.0;
+                    for (int ci = 0; ci < s->c_in; ci++)
+                        for (int kh = 0; kh < s->kh; kh++)
+                            for (int kw = 0; kw < s->kw; kw++) {
+                                int ih = oh * s->stride_h - s->pad_h + kh;
+                                int iw = ow * s->stride_w - s->pad_w + kw;
+                                if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w)
+                                    continue;
+                                acc += (double)c->in[((size_t)(n * s->c_in + ci) * s->h + ih) *
+                                                         s->w + iw] *
+                                       c->w[((size_t)(o * s->c_in + ci) * s->kh + kh) * s->kw +
+                                            kw];
+                            }
+                    out[((size_t)(n * s->c_out + o) * c->ho + oh) * c->wo + ow] = acc;
+                }
+}
+
+static double conv_loss(void *ctx)
+{
+    struct conv_case *c = ctx;
+    int rc = ptl_conv2d_forward(c->out, c->in, c->w, c->b, &c->s, c->ws);
+    cr_assert_eq(rc, 0, "%s", ptl_error_message());
+    return tc_dot(c->out, c->r, c->n_out);
+}
+
+/* Forward against the naive conv, then gradients against finite differences. */
+static void check_conv(struct ptl_conv2d_shape s, int with_bias, enum path want)
+{
+    struct conv_case c;
+    case_init(&c, s, with_bias);
+    assert_path(&s, c.ho, c.wo, want);
+
+    cr_assert_eq(ptl_conv2d_forward(c.out, c.in, c.w, c.b, &s, c.ws), 0, "%s",
+                 ptl_error_message());
+    double *ref = calloc(c.n_out, sizeof *ref);
+    cr_assert_not_null(ref);
+    naive_conv(ref, &c);
+    double diff = 0, scale = 1e-6;
+    for (size_t i = 0; i < c.n_out; i++) {
+        diff = fmax(diff, fabs(c.out[i] - ref[i]));
+        scale = fmax(scale, fabs(ref[i]));
+    }
+    free(ref);
+    cr_assert(diff <= 1e-5 * scale, "forward differs from the direct conv: %g (scale %g)", diff,
+              scale);
+
+    float *d_in = tc_alloc(c.n_in), *d_w = tc_alloc(c.n_w);
+    float *d_b = with_bias ? tc_alloc((size_t)s.c_out) : NULL;
+    cr_assert_eq(ptl_conv2d_backward(d_in, d_w, d_b, c.r, c.in, c.w, &s, c.ws), 0, "%s",
+                 ptl_error_message());
+    /* The loss is linear in every input, so a large step costs nothing in accuracy. */
+    tc_assert_gradcheck("conv2d d_in", conv_loss, &c, c.in, d_in, c.n_in, 0.05f, 2e-3, 2e-3);
+    tc_assert_gradcheck("conv2d d_weight", conv_loss, &c, c.w, d_w, c.n_w, 0.05f, 2e-3, 2e-3);
+    if (with_bias)
+        tc_assert_gradcheck("conv2d d_bias", conv_loss, &c, c.b, d_b, (size_t)s.c_out, 0.05f,
+                            2e-3, 2e-3);
+    free(d_in);
+    free(d_w);
+    free(d_b);
+    case_free(&c);
+}
+
+#define SHAPE(N, C, H, W, M, KH, KW, SH, SW, PH, PW)                                              \
+    ((struct ptl_conv2d_shape){N, C, H, W, M, KH, KW, SH, SW, PH, PW})
+
+Test(conv2d, one_pixel_images_1x1_kernel)
+{
+    check_conv(SHAPE(2, 3, 1, 1, 4, 1, 1, 1, 1, 0, 0), 1, PATH_BATCHED);
+}
+
+Test(conv2d, one_pixel_images_3x3_kernel_pad1)
+{
+    check_conv(SHAPE(3, 3, 1, 1, 2, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
+}
+
+Test(conv2d, batch_one_takes_the_per_image_path)
+{
+    check_conv(SHAPE(1, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1), 1, PATH_PER_IMAGE);
+}
+
+Test(conv2d, stride_larger_than_kernel)
+{
+    check_conv(SHAPE(2, 3, 8, 8, 3, 2, 2, 3, 3, 0, 0), 1, PATH_ANY);
+}
+
+Test(conv2d, padding_larger_than_half_the_kernel)
+{
+    check_conv(SHAPE(2, 2, 4, 5, 3, 3, 3, 1, 1, 2, 2), 1, PATH_ANY);
+}
+
+Test(conv2d, non_square_kernel_stride_padding)
+{
+    check_conv(SHAPE(2, 3, 9, 6, 4, 3, 2, 2, 1, 1, 0), 1, PATH_ANY);
+}
+
+Test(conv2d, kernel_exactly_covers_padded_input)
+{
+    check_conv(SHAPE(2, 2, 2, 3, 3, 4, 5, 1, 1, 1, 1), 0, PATH_ANY);
+}
+
+Test(conv2d, conv1_like_7x7_stride2_pad3_no_bias)
+{
+    check_conv(SHAPE(2, 3, 11, 9, 4, 7, 7, 2, 2, 3, 3), 0, PATH_ANY);
+}
+
+Test(conv2d, downsample_1x1_stride2)
+{
+    check_conv(SHAPE(2, 4, 7, 7, 3, 1, 1, 2, 2, 0, 0), 0, PATH_ANY);
+}
+
+Test(conv2d, direct_1x1_per_image)
+{
+    check_conv(SHAPE(2, 3, 24, 24, 4, 1, 1, 1, 1, 0, 0), 1, PATH_DIRECT);
+}
+
+Test(conv2d, direct_1x1_small_images_batched)
+{
+    check_conv(SHAPE(3, 3, 4, 5, 4, 1, 1, 1, 1, 0, 0), 1, PATH_BATCHED);
+}
+
+Test(conv2d, per_image_3x3_large_output)
+{
+    check_conv(SHAPE(2, 2, 24, 24, 3, 3, 3, 1, 1, 1, 1), 1, PATH_PER_IMAGE);
+}
+
+Test(conv2d, batched_chunks_with_a_remainder)
+{
+    /* P = 300 -> chunks of 7 images: 7 + 2 */
+    check_conv(SHAPE(9, 2, 15, 20, 3, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
+}
+
+/* Backward twice from zero gives exactly twice one call; NULL gradients skip their work. */
+static void check_accumulates(struct ptl_conv2d_shape s)
+{
+    struct conv_case c;
+    case_init(&c, s, 1);
+    float *once[3], *twice[3], *only[3];
+    size_t len[3] = {c.n_in, c.n_w, (size_t)s.c_out};
+    for (int i = 0; i < 3; i++) {
+        once[i] = tc_alloc(len[i]);
+        twice[i] = tc_alloc(len[i]);
+        only[i] = tc_alloc(len[i]);
+    }
+    cr_assert_eq(ptl_conv2d_backward(once[0], once[1], once[2], c.r, c.in, c.w, &s, c.ws), 0);
+    for (int k = 0; k < 2; k++)
+        cr_assert_eq(ptl_conv2d_backward(twice[0], twice[1], twice[2], c.r, c.in, c.w, &s, c.ws),
+                     0);
+    for (int i = 0; i < 3; i++)
+        for (size_t j = 0; j < len[i]; j++)
+            cr_assert_float_eq(twice[i][j], 2.0f * once[i][j], 1e-4f * (1 + fabsf(once[i][j])),
+                               "gradient %d element %zu did not accumulate", i, j);
+    /* each gradient alone */
+    cr_assert_eq(ptl_conv2d_backward(only[0], NULL, NULL, c.r, c.in, c.w, &s, c.ws), 0);
+    cr_assert_eq(ptl_conv2d_backward(NULL, only[1], NULL, c.r, c.in, c.w, &s, c.ws), 0);
+    cr_assert_eq(ptl_conv2d_backward(NULL, NULL, only[2], c.r, c.in, c.w, &s, c.ws), 0);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_lt(tc_rel_err(only[i], once[i], len[i], 1e-6), 1e-6, "gradient %d alone", i);
+        free(once[i]);
+        free(twice[i]);
+        free(only[i]);
+    }
+    case_free(&c);
+}
+
+Test(conv2d, backward_accumulates_per_image)
+{
+    check_accumulates(SHAPE(2, 2, 24, 24, 3, 3, 3, 1, 1, 1, 1));
+}
+
+Test(conv2d, backward_accumulates_batched)
+{
+    check_accumulates(SHAPE(9, 2, 15, 20, 3, 3, 3, 1, 1, 1, 1));
+}
+
+Test(conv2d, backward_accumulates_direct_1x1)
+{
+    check_accumulates(SHAPE(2, 3, 24, 24, 4, 1, 1, 1, 1, 0, 0));
+}
+
+Test(conv2d, workspace_is_bounded_by_the_chunk_not_the_batch)
+{
+    /* ResNet-18 layer4 at 128x64 input: 4x2 outputs, the batched schedule. */
+    struct ptl_conv2d_shape mid = SHAPE(512, 512, 4, 2, 512, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape big = mid;
+    big.n = 4096;
+    size_t full = (size_t)512 * 9 * 4096 * 8; /* im2col of the whole batch */
+    cr_assert_gt(ptl_conv2d_workspace_floats(&big), 0);
+    cr_assert_eq(ptl_conv2d_workspace_floats(&big), ptl_conv2d_workspace_floats(&mid),
+                 "workspace grows with the batch");
+    cr_assert_lt(ptl_conv2d_workspace_floats(&big), full / 4);
+}
+
+Test(conv2d, output_size_follows_pytorch)
+{
+    int ho, wo;
+    struct ptl_conv2d_shape s = SHAPE(32, 3, 128, 64, 64, 7, 7, 2, 2, 3, 3);
+    cr_assert_eq(ptl_conv2d_output_size(&s, &ho, &wo), 0);
+    cr_assert_eq(ho, 64);
+    cr_assert_eq(wo, 32);
+    s = SHAPE(1, 1, 5, 5, 1, 2, 3, 3, 2, 0, 1);
+    cr_assert_eq(ptl_conv2d_output_size(&s, &ho, &wo), 0);
+    cr_assert_eq(ho, 2);
+    cr_assert_eq(wo, 3);
+}
+
+/* ---- errors ---- */
+
+static void expect_error(int rc, const char *part1, const char *part2)
+{
+    cr_assert_eq(rc, PTL_EINVAL, "expected PTL_EINVAL, got %d", rc);
+    const char *msg = ptl_error_message();
+    cr_assert(strstr(msg, part1) != NULL, "message '%s' lacks '%s'", msg, part1);
+    cr_assert(strstr(msg, part2) != NULL, "message '%s' lacks '%s'", msg, part2);
+}
+
+Test(conv2d_errors, bad_shapes)
+{
+    int ho, wo;
+    struct ptl_conv2d_shape s = SHAPE(1, 0, 5, 5, 2, 3, 3, 1, 1, 0, 0);
+    expect_error(ptl_conv2d_output_size(&s, &ho, &wo), "conv2d", "positive");
+    s = SHAPE(1, 1, 5, 5, 2, 3, 3, 0, 1, 0, 0);
+    expect_error(ptl_conv2d_output_size(&s, &ho, &wo), "conv2d", "stride");
+    s = SHAPE(1, 1, 5, 5, 2, 3, 3, 1, 1, -1, 0);
+    expect_error(ptl_conv2d_output_size(&s, &ho, &wo), "conv2d", "padding");
+    s = SHAPE(1, 1, 3, 3, 2, 5, 5, 1, 1, 0, 0);
+    expect_error(ptl_conv2d_output_size(&s, &ho, &wo), "conv2d", "larger than padded input");
+    s = SHAPE(1, 1, 3, 8, 2, 1, 9, 1, 1, 0, 0);
+    expect_error(ptl_conv2d_output_size(&s, &ho, &wo), "conv2d", "larger than padded input");
+    cr_assert_eq(ptl_conv2d_workspace_floats(&s), 0);
+    expect_error(ptl_conv2d_output_size(NULL, &ho, &wo), "conv2d", "shape is NULL");
+    float buf[64] = {0};
+    expect_error(ptl_conv2d_forward(buf, buf, buf, NULL, &s, buf), "conv2d_forward",
+                 "larger than padded input");
+    expect_error(ptl_conv2d_backward(buf, buf, NULL, buf, buf, buf, &s, buf), "conv2d_backward",
+                 "larger than padded input");
+}
+
+Test(conv2d_errors, null_buffers)
+{
+    struct ptl_conv2d_shape s = SHAPE(1, 2, 3, 3, 2, 3, 3, 1, 1, 1, 1);
+    float buf[256] = {0};
+    expect_error(ptl_conv2d_forward(NULL, buf, buf, NULL, &s, buf), "conv2d_forward", "out");
+    expect_error(ptl_conv2d_forward(buf, NULL, buf, NULL, &s, buf), "conv2d_forward", "in");
+    expect_error(ptl_conv2d_forward(buf, buf, NULL, NULL, &s, buf), "conv2d_forward", "weight");
+    expect_error(ptl_conv2d_forward(buf, buf, buf, NULL, &s, NULL), "conv2d_forward",
+                 "workspace");
+    expect_error(ptl_conv2d_backward(buf, buf, NULL, NULL, buf, buf, &s, buf), "conv2d_backward",
+                 "d_out");
+    expect_error(ptl_conv2d_backward(buf, buf, NULL, buf, NULL, buf, &s, buf), "conv2d_backward",
+                 "in is NULL");
+    expect_error(ptl_conv2d_backward(buf, buf, NULL, buf, buf, NULL, &s, buf), "conv2d_backward",
+                 "weight");
+    expect_error(ptl_conv2d_backward(buf, NULL, NULL, buf, buf, buf, &s, NULL), "conv2d_backward",
+                 "workspace");
+    /* Optional pieces really are optional. */
+    cr_assert_eq(ptl_conv2d_backward(NULL, NULL, buf, buf, buf, buf, &s, NULL), 0);
+    struct ptl_conv2d_shape d = SHAPE(1, 2, 3, 3, 2, 1, 1, 1, 1, 0, 0);
+    cr_assert_eq(ptl_conv2d_workspace_floats(&d), 0);
+    cr_assert_eq(ptl_conv2d_forward(buf, buf + 32, buf + 64, NULL, &d, NULL), 0);
+    cr_assert_eq(ptl_conv2d_backward(buf + 96, buf + 128, NULL, buf, buf + 32, buf + 64, &d, NULL),
+                 0);
+}

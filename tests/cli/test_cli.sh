@@ -1,0 +1,58 @@
+#!/bin/sh
+# Command-line contract of the ptl binary: version, help, exit codes, clear one-line errors,
+# and a real (tiny) `ptl bench ops` run.
+set -u
+ptl="${top_builddir:-.}/ptl"
+out=$(mktemp) err=$(mktemp)
+trap 'rm -f "$out" "$err"' EXIT
+fails=0
+
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# expect STATUS CMD...: run CMD, compare its exit status
+expect() {
+    want=$1; shift
+    "$@" >"$out" 2>"$err"
+    got=$?
+    [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want ($(head -c 300 "$err"))"
+}
+grep_out() { grep -q -- "$1" "$out" || fail "stdout lacks '$1': $(head -c 300 "$out")"; }
+grep_err() { grep -q -- "$1" "$err" || fail "stderr lacks '$1': $(head -c 300 "$err")"; }
+
+expect 0 "$ptl" --version
+grep_out "^ptl [0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*$"
+expect 0 "$ptl" --help
+grep_out "bench ops"
+grep_out "PTL_THREADS"
+expect 64 "$ptl"
+grep_err "Usage: ptl"
+expect 64 "$ptl" frobnicate
+grep_err "unknown command 'frobnicate'"
+
+# A real run on two custom layers (3x3 stride 2 on a 9x9 image; a 1x1 fast-path layer).
+expect 0 "$ptl" bench ops --layer 2,3,9,9,4,3,2,1 --layer 2,8,5,5,8,1,1,0 --reps 2 --warmup 1 --threads 1
+grep_out "ours/sgemm"
+[ "$(grep -c "3x3" "$out")" -ge 1 ] || fail "bench table lacks the 3x3 layer"
+expect 0 "$ptl" bench ops --layer 2,3,9,9,4,3,2,1 --reps 1 --warmup 0 --threads 1 --format tsv
+[ "$(grep -c '	' "$out")" -ge 2 ] || fail "tsv output has no tab-separated rows"
+expect 0 "$ptl" bench ops --help
+grep_out "\-\-layer"
+
+# Bad input: one clear line naming the culprit, exit 64, never a crash.
+expect 64 "$ptl" bench ops --layer 2,3,9
+grep_err "\-\-layer"
+expect 64 "$ptl" bench ops --layer 2,3,4,4,8,7,1,0
+grep_err "\-\-layer"
+expect 64 "$ptl" bench ops --reps zero
+grep_err "\-\-reps"
+expect 64 "$ptl" bench ops --no-such-flag
+grep_err "no-such-flag"
+expect 64 "$ptl" bench nothing
+grep_err "nothing"
+export PTL_THREADS=abc
+expect 64 "$ptl" bench ops --layer 1,1,3,3,1,1,1,0 --reps 1
+grep_err "PTL_THREADS"
+unset PTL_THREADS
+
+[ "$fails" -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
+echo "all CLI checks passed"
