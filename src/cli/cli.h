@@ -9,4 +9,10 @@
 /* ptl bench ops [...]: per-layer conv GFLOPS against a bare sgemm of the same shape. */
 int ptl_cli_bench(int argc, char **argv);
 
+/* ptl model list | summary: the architectures and their layer tables. */
+int ptl_cli_model(int argc, char **argv);
+
+/* ptl forward: runs a model with imported weights on an HDF5 input. */
+int ptl_cli_forward(int argc, char **argv);
+
 #endif

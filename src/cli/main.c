@@ -14,8 +14,12 @@ static const char usage[] =
     "Fine-tunes convolutional networks with Progressive Transfer Learning on CPU clusters.\n"
     "\n"
     "Commands:\n"
+    "  model list     the architectures ptl builds\n"
+    "  model summary  layer table, parameter counts and FLOPs of an architecture\n"
+    "  forward        run a model with imported weights on an HDF5 input\n"
     "  bench ops      time the conv layers of a network against a bare BLIS sgemm\n"
-    "                 (ptl bench ops --help for its options)\n"
+    "\n"
+    "Each command has --help.\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help and exit\n"
@@ -41,6 +45,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "bench") == 0)
         return ptl_cli_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "model") == 0)
+        return ptl_cli_model(argc - 1, argv + 1);
+    if (strcmp(cmd, "forward") == 0)
+        return ptl_cli_forward(argc - 1, argv + 1);
     fprintf(stderr, "ptl: unknown command '%s' (see ptl --help)\n", cmd);
     return PTL_EXIT_USAGE;
 }

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 # Element-wise loops shorter than this stay serial in ptl (PTL_OMP_MIN_ELEMENTS in check.h):
 # the "big" cases sit above it so the OpenMP path is compared too.
 OMP_MIN = 32768
-BIG = OMP_MIN + 1000
+BIG = OMP_MIN + 1001  # odd: vector-loop tails too
 
 # The ops test_oracle.c requires; each must get at least one case.
 OPS = [
@@ -161,6 +161,7 @@ def gen_conv2d(w):
         (3, 1, 4, 4, 1, 4, 4, 1, 1, 0, 0, 1),    # kernel = image
         (2, 8, 12, 10, 16, 3, 3, 1, 1, 1, 1, 1),  # a GEMM with some depth
         (1, 3, 11, 11, 4, 7, 7, 2, 2, 3, 3, 0),  # ResNet-stem-like 7x7/2
+        (5, 3, 5, 7, 6, 3, 2, 2, 1, 1, 0, 1),    # an odd batch of several images
     ]:
         x, wt, dy_shape = randn(n, ci, h, wd), randn(co, ci, kh, kw, scale=0.3), None
         b = randn(co) if bias else None
@@ -204,21 +205,24 @@ def gen_batchnorm(w):
         ("2d", (1, 3, 4, 6), 1e-3, 0.3, 1),   # batch 1: statistics over the image only
         ("2d", (3, 2, 3, 3), 1e-5, 0.1, 0),   # affine = False (gamma, beta NULL)
         ("2d", (8, 16, 7, 7), 1e-5, 0.01, 1),
+        ("2d", (4, 2, 6, 6), 1e-5, 0.1, 1, 40.0),  # mean >> std: E[x^2] - E[x]^2 cancels
         ("1d", (8, 4), 1e-5, 0.1, 1),
         ("1d", (2, 3), 1e-5, 0.5, 1),         # the smallest batch that has a variance
         ("1d", (5, 6, 7), 1e-5, 0.1, 0),      # (N, C, L): hw = L
         ("1d", (64, 10), 1e-4, 0.1, 1),
     ]
-    for kind, shape, eps, mom, affine in cases:
+    for kind, shape, eps, mom, affine, *big in cases:
         n, c = shape[0], shape[1]
         hw = int(np.prod(shape[2:])) if len(shape) > 2 else 1
-        offset = torch.linspace(-3, 3, c).reshape(1, c, *([1] * (len(shape) - 2)))
+        lo, hi = (big[0], big[0] + 3) if big else (-3, 3)
+        offset = torch.linspace(lo, hi, c).reshape(1, c, *([1] * (len(shape) - 2)))
         x = (randn(*shape, scale=1.5) + offset.float()).float()
         gamma = randn(c, scale=0.5, shift=1.0) if affine else None
         beta = randn(c, scale=0.5) if affine else None
         rm0, rv0 = randn(c, scale=0.5), (torch.rand(c) + 0.5).float()
         attrs = dict(n=n, c=c, hw=hw, eps=eps, momentum=mom, affine=affine)
-        name = "x".join(map(str, shape)) + ("" if affine else "_noaffine")
+        name = "x".join(map(str, shape)) + ("" if affine else "_noaffine") + (
+            f"_mean{big[0]:g}" if big else "")
         dy = randn(*shape)
 
         # train: batch statistics; running stats updated in place (unbiased variance)
@@ -280,6 +284,7 @@ POOL_CASES = [
     (1, 1, 1, 1, 1, 1, 1, 1, 0, 0),   # 1x1
     (2, 2, 4, 6, 4, 6, 1, 1, 2, 3),   # kernel = image, padding = kernel / 2
     (3, 4, 8, 8, 3, 3, 2, 2, 0, 0),   # floor output: the last row/column unused
+    (1, 2, 5, 5, 3, 3, 2, 2, 1, 1),   # all inputs negative (see gen_pools): padding is -inf
 ]
 
 
@@ -293,6 +298,8 @@ def gen_pools(w):
                      pad_w=pw)
         name = pool_name(n, c, h, wd, kh, kw, sh, sw, ph, pw)
         x = distinct(n, c, h, wd)
+        if (n, c, h, wd) == (1, 2, 5, 5):  # a zero-padded max would win every border window
+            x = (x - x.max() - 0.5).float()
         xl = leaf(x)
         y, idx = F.max_pool2d(xl, (kh, kw), (sh, sw), (ph, pw), return_indices=True)
         dy = randn(*y.shape)
@@ -385,15 +392,17 @@ def gen_eltwise(w):
 def gen_cross_entropy(w):
     for n, k, eps, scale in [(4, 5, 0.0, 2.0), (4, 5, 0.1, 2.0), (1, 10, 0.2, 2.0),
                              (16, 3, 0.0, 2.0), (7, 100, 0.05, 3.0), (2, 1, 0.0, 1.0),
-                             (3, 4, 0.0, 40.0), (3, 4, 0.3, 40.0)]:  # large logits: stability
-        logits = randn(n, k, scale=scale)
+                             (3, 4, 0.0, 40.0), (3, 4, 0.3, 40.0),  # large logits: stability
+                             (257, 131, 0.1, 0.0)]:  # N*K > OMP_MIN: the threaded path
+        logits = randn(n, k, scale=scale) if scale else tiled(n * k, 3.0).reshape(n, k)
         labels = torch.randint(0, k, (n,), dtype=torch.int64)
         dy = randn(1, shift=1.0)
         zl = leaf(logits)
         loss = F.cross_entropy(zl, labels, label_smoothing=f32(eps))
         loss.backward(dy.double()[0])
         probs = torch.softmax(logits.double(), dim=1)
-        w.case("cross_entropy", f"n{n}_k{k}_ls{eps:g}" + ("_large" if scale > 10 else ""),
+        w.case("cross_entropy", f"n{n}_k{k}_ls{eps:g}" + ("_large" if scale > 10 else "")
+               + ("_big" if not scale else ""),
                dict(n=n, k=k, label_smoothing=eps),
                dict(logits=logits, labels=labels, dy=dy, loss=loss.reshape(1), probs=probs,
                     dlogits=zl.grad))
