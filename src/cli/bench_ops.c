@@ -276,14 +276,16 @@ struct row {
 static void print_header(int tsv)
 {
     if (tsv)
-        puts("layer\tcount\tshape\tfwd_gflops\tbwd_gflops\tours_gflops\tsgemm_fwd_gflops\t"
+        puts("layer\tcount\tn\tc_in\th\tw\tc_out\tk\tstride\tpad\tfwd_gflops\tbwd_gflops\tours_gflops\tsgemm_fwd_gflops\t"
              "sgemm_bwd_gflops\tsgemm_gflops\tours_over_sgemm\tfwd_ms\tbwd_ms\tsgemm_ms");
     else
         printf("%-15s %5s %-30s %8s %8s %8s %9s %10s\n", "layer", "count",
                "N,Cin,HxW->Cout,KxK/S,P", "fwd", "bwd", "fwd+bwd", "sgemm", "ours/sgemm");
 }
 
-static void print_row(int tsv, const char *name, int count, const char *shape, const struct row *r)
+/* shape: the table's description; fields: the tsv's "n\tc_in\th\tw\tc_out\tk\tstride\tpad" */
+static void print_row(int tsv, const char *name, int count, const char *shape, const char *fields,
+                      const struct row *r)
 {
     double fwd = r->f / r->fwd_s * 1e-9, bwd = 2 * r->f / r->bwd_s * 1e-9;
     double ours = 3 * r->f / (r->fwd_s + r->bwd_s) * 1e-9;
@@ -291,7 +293,7 @@ static void print_row(int tsv, const char *name, int count, const char *shape, c
     double g = 3 * r->f / (r->g_fwd_s + r->g_bwd_s) * 1e-9;
     if (tsv)
         printf("%s\t%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\n", name,
-               count, shape, fwd, bwd, ours, g_fwd, g_bwd, g, ours / g, r->fwd_s * 1e3,
+               count, fields, fwd, bwd, ours, g_fwd, g_bwd, g, ours / g, r->fwd_s * 1e3,
                r->bwd_s * 1e3, (r->g_fwd_s + r->g_bwd_s) * 1e3);
     else
         printf("%-15s %5d %-30s %8.1f %8.1f %8.1f %9.1f %9.0f%%\n", name, count, shape, fwd, bwd,
@@ -490,7 +492,10 @@ int ptl_cli_bench(int argc, char **argv)
         const struct ptl_conv2d_shape *s = &l->s;
         snprintf(shape, sizeof shape, "%d,%d,%dx%d->%d,%dx%d/%d,%d", s->n, s->c_in, s->h, s->w,
                  s->c_out, s->kh, s->kw, s->stride_h, s->pad_h);
-        print_row(o.tsv, l->name, l->count, shape, &r);
+        char fields[96];
+        snprintf(fields, sizeof fields, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d", s->n, s->c_in, s->h,
+                 s->w, s->c_out, s->kh, s->stride_h, s->pad_h);
+        print_row(o.tsv, l->name, l->count, shape, fields, &r);
         fflush(stdout);
         total.f += l->count * r.f;
         total.fwd_s += l->count * r.fwd_s;
@@ -501,6 +506,7 @@ int ptl_cli_bench(int argc, char **argv)
     int count = 0;
     for (int i = 0; i < o.nl; i++)
         count += o.layers[i].count;
-    print_row(o.tsv, "total", count, "(time-weighted by count)", &total);
+    print_row(o.tsv, "total", count, "(time-weighted by count)", "-\t-\t-\t-\t-\t-\t-\t-",
+              &total);
     return 0;
 }

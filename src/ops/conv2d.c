@@ -24,7 +24,7 @@
 /* Images whose output has at least this many pixels get their own GEMM; smaller ones are
  * batched up to about BATCH_COLS GEMM columns per chunk (measured: docs/performance.md). */
 #define PER_IMAGE_MIN_PIXELS 512
-#define BATCH_COLS 2048
+#define BATCH_COLS 512
 
 struct conv_plan {
     struct ptl__conv_geom g;

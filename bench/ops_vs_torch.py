@@ -1,0 +1,127 @@
+#!/usr/bin/python3
+"""Side-by-side conv2d benchmark: ptl against PyTorch (CPU, mkldnn) and a bare BLIS sgemm.
+
+Usage: /usr/bin/python3 bench/ops_vs_torch.py PATH/TO/ptl [ptl bench ops options...]
+
+Runs `ptl bench ops --format tsv` with the given options (preset or --layer shapes, --threads,
+--reps, --warmup, --quick, ...), then times the same layers in PyTorch in this process:
+conv2d forward, and backward for the input and the weight (aten.convolution_backward, no bias,
+as in ResNet), on the same number of threads, median of the same reps after the same warm-up.
+Prints one table: per layer fwd+bwd GFLOPS of ours, PyTorch and the bare sgemm, and the ratios.
+FLOPs as in ptl: forward 2*N*Cout*Ho*Wo*Cin*K*K, backward twice that.
+"""
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def run_ptl(ptl, opts):
+    cmd = [ptl, "bench", "ops", "--format", "tsv"] + opts
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"ops_vs_torch: {' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    meta, header, rows = {}, None, []
+    for line in proc.stdout.splitlines():
+        if line.startswith("#"):
+            # "# ptl 0.1.0 bench ops: threads 2, reps 7, warmup 2"
+            for part in line.split(":", 1)[1].split(","):
+                key, value = part.split()
+                meta[key] = int(value)
+        elif header is None:
+            header = line.split("\t")
+        else:
+            rows.append(dict(zip(header, line.split("\t"))))
+    return meta, rows
+
+
+def median_time(fn, reps, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_torch(row, reps, warmup):
+    n, c, h, w, m, k, s, p = (int(row[x]) for x in
+                              ("n", "c_in", "h", "w", "c_out", "k", "stride", "pad"))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, c, h, w, generator=gen) * 2 - 1
+    wt = torch.rand(m, c, k, k, generator=gen) * 2 - 1
+    with torch.no_grad():
+        y = F.conv2d(x, wt, None, s, p)
+    dy = torch.rand(y.shape, generator=gen) * 2 - 1
+
+    def fwd():
+        with torch.no_grad():
+            F.conv2d(x, wt, None, s, p)
+
+    def bwd():  # grad_input and grad_weight, no bias: what autograd runs for a ResNet conv
+        torch.ops.aten.convolution_backward(dy, x, wt, None, [s, s], [p, p], [1, 1], False,
+                                            [0, 0], 1, [True, True, False])
+
+    flops = 2.0 * n * m * y.shape[2] * y.shape[3] * c * k * k
+    t_fwd = median_time(fwd, reps, warmup)
+    t_bwd = median_time(bwd, reps, warmup)
+    return flops, t_fwd, t_bwd
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if len(sys.argv) >= 2 else 64
+    ptl, opts = sys.argv[1], sys.argv[2:]
+    meta, rows = run_ptl(ptl, opts)
+    threads, reps, warmup = meta["threads"], meta["reps"], meta["warmup"]
+    torch.set_num_threads(threads)
+    print(f"ptl vs PyTorch {torch.__version__} (mkldnn {torch.backends.mkldnn.is_available()}), "
+          f"{threads} threads, median of {reps} reps after {warmup} warm-up; fwd+bwd GFLOPS")
+    fmt = "{:<15} {:>5} {:<28} {:>7} {:>7} {:>7} {:>8} {:>8} {:>11} {:>10}"
+    print(fmt.format("layer", "count", "N,Cin,HxW->Cout,K/S,P", "ours", "PyTorch", "sgemm",
+                     "ours fwd", "PT fwd", "ours/PyTorch", "ours/sgemm"))
+    tot = {"f": 0.0, "ours": 0.0, "torch": 0.0, "sgemm": 0.0, "ours_fwd": 0.0, "pt_fwd": 0.0,
+           "f_fwd": 0.0, "count": 0}
+    for row in rows:
+        if row["layer"] == "total":
+            continue
+        flops, t_fwd, t_bwd = time_torch(row, reps, warmup)
+        cnt = int(row["count"])
+        ours_s = (float(row["fwd_ms"]) + float(row["bwd_ms"])) * 1e-3
+        sgemm_s = float(row["sgemm_ms"]) * 1e-3
+        torch_s = t_fwd + t_bwd
+        ours_fwd_s = float(row["fwd_ms"]) * 1e-3
+        shape = "{n},{c_in},{h}x{w}->{c_out},{k}/{stride},{pad}".format(**row)
+        g = lambda t, f=3 * flops: f / t * 1e-9
+        print(fmt.format(row["layer"], cnt, shape, f"{g(ours_s):.1f}", f"{g(torch_s):.1f}",
+                         f"{g(sgemm_s):.1f}", f"{g(ours_fwd_s, flops):.1f}",
+                         f"{g(t_fwd, flops):.1f}", f"{torch_s / ours_s:.2f}x",
+                         f"{sgemm_s / ours_s * 100:.0f}%"))
+        sys.stdout.flush()
+        tot["f"] += cnt * 3 * flops
+        tot["f_fwd"] += cnt * flops
+        tot["ours"] += cnt * ours_s
+        tot["torch"] += cnt * torch_s
+        tot["sgemm"] += cnt * sgemm_s
+        tot["ours_fwd"] += cnt * ours_fwd_s
+        tot["pt_fwd"] += cnt * t_fwd
+        tot["count"] += cnt
+    if tot["count"]:
+        g = lambda t, f=tot["f"]: f / t * 1e-9
+        print(fmt.format("total", tot["count"], "(time-weighted by count)", f"{g(tot['ours']):.1f}",
+                         f"{g(tot['torch']):.1f}", f"{g(tot['sgemm']):.1f}",
+                         f"{g(tot['ours_fwd'], tot['f_fwd']):.1f}",
+                         f"{g(tot['pt_fwd'], tot['f_fwd']):.1f}",
+                         f"{tot['torch'] / tot['ours']:.2f}x",
+                         f"{tot['sgemm'] / tot['ours'] * 100:.0f}%"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
