@@ -13,6 +13,8 @@ static int check_shape(const char *op, int n, int c, int h, int w, int h_out, in
               "%s: input sizes must be >= 1 (got n=%d, c=%d, h=%d, w=%d)", op, n, c, h, w);
     PTL_CHECK(h_out >= 1 && w_out >= 1, "%s: output size must be >= 1 (got %dx%d)", op, h_out,
               w_out);
+    PTL_CHECK((long long)h_out * w_out <= INT32_MAX, "%s: output %dx%d is too large", op, h_out,
+              w_out);
     PTL_CHECK((long long)n * c <= INT32_MAX, "%s: n*c = %lld is too large", op, (long long)n * c);
     /* The argmax is an int32 index into one (H, W) plane. */
     PTL_CHECK((long long)h * w <= INT32_MAX, "%s: plane %dx%d is too large", op, h, w);
@@ -48,7 +50,7 @@ int ptl_adaptive_avgpool2d_forward(float *out, const float *in, int n, int c, in
     const int planes = n * c;
 #pragma omp parallel for if (big(n, c, h, w))
     for (int p = 0; p < planes; p++) {
-        const float *x = in + (size_t)p * h * w;     /* (H, W) */
+        const float *x = in + (size_t)p * h * w;    /* (H, W) */
         float *y = out + (size_t)p * h_out * w_out; /* (H_out, W_out) */
         for (int oh = 0; oh < h_out; oh++) {
             int h0 = bin_start(oh, h, h_out), h1 = bin_end(oh, h, h_out);
@@ -80,7 +82,7 @@ int ptl_adaptive_avgpool2d_backward(float *d_in, const float *d_out, int n, int 
     /* Bins overlap when H is not a multiple of Ho, so one plane stays on one thread. */
 #pragma omp parallel for if (big(n, c, h, w))
     for (int p = 0; p < planes; p++) {
-        float *dx = d_in + (size_t)p * h * w;              /* (H, W) */
+        float *dx = d_in + (size_t)p * h * w;                /* (H, W) */
         const float *dy = d_out + (size_t)p * h_out * w_out; /* (H_out, W_out) */
         for (int oh = 0; oh < h_out; oh++) {
             int h0 = bin_start(oh, h, h_out), h1 = bin_end(oh, h, h_out);
@@ -110,7 +112,7 @@ int ptl_adaptive_maxpool2d_forward(float *out, int32_t *argmax, const float *in,
     const int planes = n * c;
 #pragma omp parallel for if (big(n, c, h, w))
     for (int p = 0; p < planes; p++) {
-        const float *x = in + (size_t)p * h * w;     /* (H, W) */
+        const float *x = in + (size_t)p * h * w;    /* (H, W) */
         float *y = out + (size_t)p * h_out * w_out; /* (H_out, W_out) */
         int32_t *am = argmax + (size_t)p * h_out * w_out;
         for (int oh = 0; oh < h_out; oh++) {

@@ -16,8 +16,8 @@ static int check_shape(const char *op, const struct ptl_batchnorm_shape *s)
               "%s: n, c and hw must be >= 1 (got n=%d, c=%d, hw=%d)", op, s->n, s->c, s->hw);
     PTL_CHECK(isfinite(s->eps) && s->eps >= 0.0f, "%s: eps must be finite and >= 0 (got %g)", op,
               (double)s->eps);
-    PTL_CHECK(s->momentum >= 0.0f && s->momentum <= 1.0f,
-              "%s: momentum must be in [0, 1] (got %g)", op, (double)s->momentum);
+    PTL_CHECK(s->momentum >= 0.0f && s->momentum <= 1.0f, "%s: momentum must be in [0, 1] (got %g)",
+              op, (double)s->momentum);
     return PTL_OK;
 }
 

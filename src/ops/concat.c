@@ -16,8 +16,7 @@ static int check_parts(const char *op, const int *channels, int count, int n, in
     PTL_CHECK(n >= 1 && hw >= 1, "%s: n and hw must be >= 1 (got n=%d, hw=%d)", op, n, hw);
     long long total = 0;
     for (int i = 0; i < count; i++) {
-        PTL_CHECK(channels[i] >= 1, "%s: channels[%d] must be >= 1 (got %d)", op, i,
-                  channels[i]);
+        PTL_CHECK(channels[i] >= 1, "%s: channels[%d] must be >= 1 (got %d)", op, i, channels[i]);
         total += channels[i];
         PTL_CHECK(total <= INT_MAX, "%s: total channel count overflows int", op);
     }

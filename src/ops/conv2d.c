@@ -16,7 +16,6 @@
 #include "ptl/ops.h"
 
 #include <limits.h>
-#include <stdlib.h> /* TUNE */
 
 #include "ops/check.h"
 #include "ops/im2col.h"
@@ -64,12 +63,10 @@ static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, stru
     pl->p = (int)p;
     pl->direct = s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1 &&
                  s->pad_h == 0 && s->pad_w == 0;
-    int TUNE_MIN = getenv("TUNE_MIN") ? atoi(getenv("TUNE_MIN")) : PER_IMAGE_MIN_PIXELS; /* TUNE */
-    int TUNE_COLS = getenv("TUNE_COLS") ? atoi(getenv("TUNE_COLS")) : BATCH_COLS; /* TUNE */
-    if (p >= TUNE_MIN || s->n == 1) {
+    if (p >= PER_IMAGE_MIN_PIXELS || s->n == 1) {
         pl->group = 1;
     } else {
-        long long grp = (TUNE_COLS + p - 1) / p;
+        long long grp = (BATCH_COLS + p - 1) / p;
         pl->group = (int)(grp < s->n ? grp : s->n);
     }
     return PTL_OK;

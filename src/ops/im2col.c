@@ -9,7 +9,11 @@
  * a plain loop for short ones (a call per 2-float row costs more than the copy).
  * Small images (KH*KW*HO*WO <= GATHER_MAX) skip the row logic altogether: a table gives, for
  * every kernel tap and output pixel, the input offset (or -1 on padding), and each image's
- * patch row becomes one short gather loop - per-row overhead dominated the 4x2 case. */
+ * patch row becomes one short gather loop - per-row overhead dominated the 4x2 case.
+ * Stride 1 with W_out == W ("same" width: every 3x3 pad-1 conv of a ResNet) is the fastest
+ * case: a kernel tap then shifts the whole plane by one offset, so the valid output rows are
+ * one contiguous copy (or add), followed by zeroing the few edge columns that the kernel puts
+ * on padding. That is what the per-image and the batched schedules mostly run. */
 #include "ops/im2col.h"
 
 #include <string.h>
@@ -20,6 +24,8 @@
 #define KW_TABLE 64
 /* Rows shorter than this are copied by a loop rather than memcpy. */
 #define SHORT_ROW 16
+/* Output planes smaller than this use the gather table rather than the shift path. */
+#define SHIFT_MIN_PIXELS 64
 /* Largest gather table (ints, on the stack: 16 KiB). */
 #define GATHER_MAX 4096
 
@@ -139,18 +145,134 @@ static void col2im_gather(float *d_in, const float *col, size_t ld_col, int imag
     }
 }
 
+/* The shift path applies (consecutive output rows read consecutive input rows) and pays:
+ * on tiny planes its memcpy/memset calls cost more than the gather loop. */
+static int shift_ok(const struct ptl__conv_geom *g)
+{
+    return g->sh == 1 && g->sw == 1 && g->wo == g->w && g->ho * g->wo >= SHIFT_MIN_PIXELS;
+}
+
+/* Output rows oh in [*lo, *hi) read input row oh - ph + kh inside [0, h) (stride 1). */
+static void shift_rows(const struct ptl__conv_geom *g, int kh, int *lo, int *hi)
+{
+    valid_range(g->ho, g->h, 1, g->ph, kh, lo, hi);
+}
+
+/* dst (HO, WO) <- plane (H, W) shifted by tap (kh, kw); stride 1, WO == W. */
+static void shift_copy(float *restrict dst, const float *restrict plane,
+                       const struct ptl__conv_geom *g, int kh, int kw, int lo_w, int hi_w)
+{
+    const int wo = g->wo, hw = g->h * g->w;
+    int r0, r1;
+    shift_rows(g, kh, &r0, &r1);
+    memset(dst, 0, sizeof(float) * (size_t)r0 * wo);
+    memset(dst + (size_t)r1 * wo, 0, sizeof(float) * (size_t)(g->ho - r1) * wo);
+    if (r0 >= r1)
+        return;
+    /* dst[j], j in [r0*wo, r1*wo), reads plane[j + shift]; clip to the plane, the clipped
+     * ends are edge columns that are zeroed below anyway. */
+    long shift = (long)(kh - g->ph) * g->w + (kw - g->pw);
+    long j0 = (long)r0 * wo, j1 = (long)r1 * wo;
+    if (j0 + shift < 0)
+        j0 = -shift;
+    if (j1 + shift > hw)
+        j1 = hw - shift;
+    if (j0 < j1)
+        memcpy(dst + j0, plane + j0 + shift, sizeof(float) * (size_t)(j1 - j0));
+    for (int oh = r0; oh < r1; oh++) {
+        float *row = dst + (size_t)oh * wo;
+        for (int ow = 0; ow < lo_w; ow++)
+            row[ow] = 0.0f;
+        for (int ow = hi_w; ow < wo; ow++)
+            row[ow] = 0.0f;
+    }
+}
+
+/* plane (H, W) += src (HO, WO) shifted back by tap (kh, kw); zeroes src's edge columns first
+ * (they sit on padding) so that the rest is one contiguous add. */
+static void shift_add(float *restrict plane, float *restrict src, const struct ptl__conv_geom *g,
+                      int kh, int kw, int lo_w, int hi_w)
+{
+    const int wo = g->wo, hw = g->h * g->w;
+    int r0, r1;
+    shift_rows(g, kh, &r0, &r1);
+    if (r0 >= r1)
+        return;
+    for (int oh = r0; oh < r1; oh++) {
+        float *row = src + (size_t)oh * wo;
+        for (int ow = 0; ow < lo_w; ow++)
+            row[ow] = 0.0f;
+        for (int ow = hi_w; ow < wo; ow++)
+            row[ow] = 0.0f;
+    }
+    long shift = (long)(kh - g->ph) * g->w + (kw - g->pw);
+    long j0 = (long)r0 * wo, j1 = (long)r1 * wo;
+    if (j0 + shift < 0)
+        j0 = -shift;
+    if (j1 + shift > hw)
+        j1 = hw - shift;
+    float *to = plane + shift;
+#pragma omp simd
+    for (long j = j0; j < j1; j++)
+        to[j] += src[j];
+}
+
+static void im2col_shift(float *col, size_t ld_col, const float *in, int images,
+                         const struct ptl__conv_geom *g, const struct ranges *t)
+{
+    const size_t img_cols = (size_t)g->ho * g->wo, plane_len = (size_t)g->h * g->w;
+    const size_t work = (size_t)images * g->c * g->kh * g->kw * img_cols;
+#pragma omp parallel for collapse(2) schedule(static) if (work >= PTL_OMP_MIN_ELEMENTS)
+    for (int c = 0; c < g->c; c++) {
+        for (int img = 0; img < images; img++) {
+            const float *plane = in + ((size_t)img * g->c + c) * plane_len; /* (H, W) */
+            for (int kh = 0; kh < g->kh; kh++)
+                for (int kw = 0; kw < g->kw; kw++) {
+                    size_t r = ((size_t)c * g->kh + kh) * g->kw + kw;
+                    int lo, hi;
+                    range_of(t, g, kw, &lo, &hi);
+                    shift_copy(col + r * ld_col + img * img_cols, plane, g, kh, kw, lo, hi);
+                }
+        }
+    }
+}
+
+static void col2im_shift(float *d_in, float *col, size_t ld_col, int images,
+                         const struct ptl__conv_geom *g, const struct ranges *t)
+{
+    const size_t img_cols = (size_t)g->ho * g->wo, plane_len = (size_t)g->h * g->w;
+    const size_t work = (size_t)images * g->c * g->kh * g->kw * img_cols;
+#pragma omp parallel for collapse(2) schedule(static) if (work >= PTL_OMP_MIN_ELEMENTS)
+    for (int c = 0; c < g->c; c++) {
+        for (int img = 0; img < images; img++) {
+            float *plane = d_in + ((size_t)img * g->c + c) * plane_len; /* (H, W) */
+            for (int kh = 0; kh < g->kh; kh++)
+                for (int kw = 0; kw < g->kw; kw++) {
+                    size_t r = ((size_t)c * g->kh + kh) * g->kw + kw;
+                    int lo, hi;
+                    range_of(t, g, kw, &lo, &hi);
+                    shift_add(plane, col + r * ld_col + img * img_cols, g, kh, kw, lo, hi);
+                }
+        }
+    }
+}
+
 void ptl__im2col(float *col, size_t ld_col, const float *in, int images,
                  const struct ptl__conv_geom *g)
 {
     const size_t img_cols = (size_t)g->ho * g->wo, plane_len = (size_t)g->h * g->w;
     const size_t work = (size_t)images * g->c * g->kh * g->kw * img_cols;
+    struct ranges t;
+    ranges_init(&t, g);
+    if (shift_ok(g)) {
+        im2col_shift(col, ld_col, in, images, g, &t);
+        return;
+    }
     int idx[GATHER_MAX];
     if (gather_table(idx, g)) {
         im2col_gather(col, ld_col, in, images, g, idx);
         return;
     }
-    struct ranges t;
-    ranges_init(&t, g);
 #pragma omp parallel for collapse(2) schedule(static) if (work >= PTL_OMP_MIN_ELEMENTS)
     for (int c = 0; c < g->c; c++) {
         for (int img = 0; img < images; img++) {
@@ -175,18 +297,22 @@ void ptl__im2col(float *col, size_t ld_col, const float *in, int images,
     }
 }
 
-void ptl__col2im_add(float *d_in, const float *col, size_t ld_col, int images,
+void ptl__col2im_add(float *d_in, float *col, size_t ld_col, int images,
                      const struct ptl__conv_geom *g)
 {
     const size_t img_cols = (size_t)g->ho * g->wo, plane_len = (size_t)g->h * g->w;
     const size_t work = (size_t)images * g->c * g->kh * g->kw * img_cols;
+    struct ranges t;
+    ranges_init(&t, g);
+    if (shift_ok(g)) {
+        col2im_shift(d_in, col, ld_col, images, g, &t);
+        return;
+    }
     int idx[GATHER_MAX];
     if (gather_table(idx, g)) {
         col2im_gather(d_in, col, ld_col, images, g, idx);
         return;
     }
-    struct ranges t;
-    ranges_init(&t, g);
 #pragma omp parallel for collapse(2) schedule(static) if (work >= PTL_OMP_MIN_ELEMENTS)
     for (int c = 0; c < g->c; c++) {
         for (int img = 0; img < images; img++) {

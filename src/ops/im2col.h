@@ -23,8 +23,9 @@ struct ptl__conv_geom {
 void ptl__im2col(float *col, size_t ld_col, const float *in, int images,
                  const struct ptl__conv_geom *g);
 
-/* d_in (images, C, H, W) += the patches of col scattered back (the adjoint of ptl__im2col). */
-void ptl__col2im_add(float *d_in, const float *col, size_t ld_col, int images,
+/* d_in (images, C, H, W) += the patches of col scattered back (the adjoint of ptl__im2col).
+ * col is scratch: entries that sit on padding may be overwritten with zeros. */
+void ptl__col2im_add(float *d_in, float *col, size_t ld_col, int images,
                      const struct ptl__conv_geom *g);
 
 #endif

@@ -18,16 +18,15 @@ static int pool_output_size(const char *op, const struct ptl_pool2d_shape *s, in
     PTL_CHECK(s->kh >= 1 && s->kw >= 1, "%s: kernel must be >= 1 (got %dx%d)", op, s->kh, s->kw);
     PTL_CHECK(s->stride_h >= 1 && s->stride_w >= 1, "%s: stride must be >= 1 (got %dx%d)", op,
               s->stride_h, s->stride_w);
-    PTL_CHECK(s->pad_h >= 0 && s->pad_w >= 0, "%s: padding must be >= 0 (got %dx%d)", op,
-              s->pad_h, s->pad_w);
+    PTL_CHECK(s->pad_h >= 0 && s->pad_w >= 0, "%s: padding must be >= 0 (got %dx%d)", op, s->pad_h,
+              s->pad_w);
     PTL_CHECK(s->pad_h <= s->kh / 2 && s->pad_w <= s->kw / 2,
               "%s: padding %dx%d must be at most half the kernel %dx%d", op, s->pad_h, s->pad_w,
               s->kh, s->kw);
     PTL_CHECK((long long)s->n * s->c <= INT32_MAX, "%s: n*c = %lld is too large", op,
               (long long)s->n * s->c);
     /* The argmax is an int32 index into one (H, W) plane. */
-    PTL_CHECK((long long)s->h * s->w <= INT32_MAX, "%s: plane %dx%d is too large", op, s->h,
-              s->w);
+    PTL_CHECK((long long)s->h * s->w <= INT32_MAX, "%s: plane %dx%d is too large", op, s->h, s->w);
     long long ph = (long long)s->h + 2LL * s->pad_h, pw = (long long)s->w + 2LL * s->pad_w;
     PTL_CHECK(ph >= s->kh && pw >= s->kw,
               "%s: kernel %dx%d is larger than the padded input %lldx%lld", op, s->kh, s->kw, ph,
@@ -202,7 +201,7 @@ int ptl_avgpool2d_backward(float *d_in, const float *d_out, const struct ptl_poo
     /* Windows overlap when stride < kernel, so one plane stays on one thread. */
 #pragma omp parallel for if (big(s))
     for (int p = 0; p < planes; p++) {
-        float *dx = d_in + (size_t)p * h * w;        /* (H, W) */
+        float *dx = d_in + (size_t)p * h * w;          /* (H, W) */
         const float *dy = d_out + (size_t)p * ho * wo; /* (H_out, W_out) */
         for (int oh = 0; oh < ho; oh++) {
             int h0 = oh * s->stride_h - s->pad_h, h1 = h0 + s->kh;

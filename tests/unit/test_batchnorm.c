@@ -85,7 +85,8 @@ Test(batchnorm, train_forward_and_running_stats)
 Test(batchnorm, eval_forward_uses_running_stats)
 {
     struct ptl_batchnorm_shape s = {1, 3, 1, 1e-3f, 0.1f}; /* BatchNorm1d on one sample */
-    const float x[3] = {1.0f, -2.0f, 0.5f}, rm[3] = {0.5f, 1.0f, -1.0f}, rv[3] = {4.0f, 0.25f, 1.0f};
+    const float x[3] = {1.0f, -2.0f, 0.5f}, rm[3] = {0.5f, 1.0f, -1.0f},
+                rv[3] = {4.0f, 0.25f, 1.0f};
     const float gamma[3] = {2.0f, 1.0f, -1.0f}, beta[3] = {0.0f, 1.0f, 0.5f};
     float y[3];
     cr_assert_eq(ptl_batchnorm_forward_eval(y, x, gamma, beta, rm, rv, &s), PTL_OK);
@@ -108,10 +109,10 @@ struct bn_ctx {
 static double bn_loss(void *p)
 {
     struct bn_ctx *c = p;
-    int rc = c->train ? ptl_batchnorm_forward_train(c->y, c->mean, c->invstd, NULL, NULL, c->x,
-                                                    c->gamma, c->beta, c->s)
-                      : ptl_batchnorm_forward_eval(c->y, c->x, c->gamma, c->beta, c->rm, c->rv,
-                                                   c->s);
+    int rc = c->train
+                 ? ptl_batchnorm_forward_train(c->y, c->mean, c->invstd, NULL, NULL, c->x, c->gamma,
+                                               c->beta, c->s)
+                 : ptl_batchnorm_forward_eval(c->y, c->x, c->gamma, c->beta, c->rm, c->rv, c->s);
     cr_assert_eq(rc, PTL_OK);
     return tc_dot(c->y, c->r, numel(c->s));
 }
@@ -136,9 +137,9 @@ static void check_bn_grad(int n, int c, int hw, int train)
 
     for (int rep = 0; rep < 2; rep++) { /* once into dx, twice into dx2 */
         if (train) {
-            cr_assert_eq(ptl_batchnorm_forward_train(y, mean, invstd, NULL, NULL, x, gamma, beta,
-                                                     &s),
-                         PTL_OK);
+            cr_assert_eq(
+                ptl_batchnorm_forward_train(y, mean, invstd, NULL, NULL, x, gamma, beta, &s),
+                PTL_OK);
             cr_assert_eq(ptl_batchnorm_backward_train(dx2, dg2, db2, r, x, mean, invstd, gamma, &s),
                          PTL_OK);
             if (rep == 0)
@@ -174,10 +175,10 @@ static void check_bn_grad(int n, int c, int hw, int train)
 Test(batchnorm, gradients_match_finite_differences)
 {
     for (int train = 0; train <= 1; train++) {
-        check_bn_grad(2, 3, 5, train);  /* BatchNorm2d, odd spatial size */
-        check_bn_grad(4, 3, 1, train);  /* BatchNorm1d */
-        check_bn_grad(1, 3, 4, train);  /* batch 1: statistics over space only */
-        check_bn_grad(3, 1, 9, train);  /* one channel */
+        check_bn_grad(2, 3, 5, train);   /* BatchNorm2d, odd spatial size */
+        check_bn_grad(4, 3, 1, train);   /* BatchNorm1d */
+        check_bn_grad(1, 3, 4, train);   /* batch 1: statistics over space only */
+        check_bn_grad(3, 1, 9, train);   /* one channel */
         check_bn_grad(16, 2, 25, train); /* longer sums */
     }
 }
@@ -209,7 +210,8 @@ Test(batchnorm, two_values_per_channel_gradient_is_accurate)
                 (float)(gamma[ch] * is * (r[i * 3 + ch] - mdy - (x[i * 3 + ch] - m) * is * mdyx));
     }
     double err = tc_rel_err(dx, want, 6, 1e-30);
-    cr_assert(err <= 1e-3, "relative error %g of d_in (max |d_in| %g)", err, (double)fabsf(want[0]));
+    cr_assert(err <= 1e-3, "relative error %g of d_in (max |d_in| %g)", err,
+              (double)fabsf(want[0]));
 }
 
 Test(batchnorm, null_gradients_are_skipped)
@@ -249,15 +251,13 @@ Test(batchnorm, bad_arguments_are_errors)
     struct ptl_batchnorm_shape ok = {2, 2, 2, 1e-5f, 0.1f};
     cr_assert_eq(ptl_batchnorm_forward_train(buf, NULL, st, NULL, NULL, buf, NULL, NULL, &ok),
                  PTL_EINVAL);
-    cr_assert(strstr(ptl_error_message(), "save_mean") != NULL, "message: %s",
-              ptl_error_message());
+    cr_assert(strstr(ptl_error_message(), "save_mean") != NULL, "message: %s", ptl_error_message());
     cr_assert_eq(ptl_batchnorm_forward_train(buf, st, st, NULL, NULL, NULL, NULL, NULL, &ok),
                  PTL_EINVAL);
     cr_assert_eq(ptl_batchnorm_forward_train(buf, st, st, NULL, NULL, buf, NULL, NULL, NULL),
                  PTL_EINVAL);
     cr_assert_eq(ptl_batchnorm_forward_eval(buf, buf, NULL, NULL, NULL, ones, &ok), PTL_EINVAL);
-    cr_assert(strstr(ptl_error_message(), "batchnorm") != NULL, "message: %s",
-              ptl_error_message());
+    cr_assert(strstr(ptl_error_message(), "batchnorm") != NULL, "message: %s", ptl_error_message());
     cr_assert_eq(ptl_batchnorm_backward_eval(buf, NULL, NULL, NULL, buf, NULL, st, ones, &ok),
                  PTL_EINVAL);
     struct ptl_batchnorm_shape bad_c = {2, 0, 2, 1e-5f, 0.1f};
@@ -283,12 +283,12 @@ Test(batchnorm, threaded_result_equals_single_thread)
         y[t] = tc_alloc(len);
         dx[t] = tc_alloc(len);
         cr_assert_eq(ptl_threads_set(t + 1), PTL_OK);
-        cr_assert_eq(ptl_batchnorm_forward_train(y[t], mean[t], invstd[t], NULL, NULL, x, NULL,
-                                                 NULL, &s),
-                     PTL_OK);
-        cr_assert_eq(ptl_batchnorm_backward_train(dx[t], dg[t], db[t], r, x, mean[t], invstd[t],
-                                                  NULL, &s),
-                     PTL_OK);
+        cr_assert_eq(
+            ptl_batchnorm_forward_train(y[t], mean[t], invstd[t], NULL, NULL, x, NULL, NULL, &s),
+            PTL_OK);
+        cr_assert_eq(
+            ptl_batchnorm_backward_train(dx[t], dg[t], db[t], r, x, mean[t], invstd[t], NULL, &s),
+            PTL_OK);
     }
     cr_assert_eq(memcmp(y[0], y[1], len * sizeof(float)), 0);
     cr_assert_eq(memcmp(dx[0], dx[1], len * sizeof(float)), 0);

@@ -117,7 +117,7 @@ Test(pool, adaptive_matches_pytorch_values)
     float x[35], y[12];
     for (int i = 0; i < 35; i++)
         x[i] = (float)i;
-    const float want[12] = {4.0f, 5.5f, 7.5f, 9.0f, 14.5f, 16.0f,
+    const float want[12] = {4.0f,  5.5f,  7.5f,  9.0f,  14.5f, 16.0f,
                             18.0f, 19.5f, 25.0f, 26.5f, 28.5f, 30.0f};
     cr_assert_eq(ptl_adaptive_avgpool2d_forward(y, x, 1, 1, 5, 7, 3, 4), PTL_OK);
     for (int i = 0; i < 12; i++)
@@ -190,8 +190,7 @@ static void check_pool_shape(const struct ptl_pool2d_shape *s, int max, int cip)
         cr_assert_eq(ptl_avgpool2d_backward(dx2, r, s, cip), PTL_OK);
         cr_assert_eq(ptl_avgpool2d_backward(dx2, r, s, cip), PTL_OK);
     }
-    cr_assert(tc_rel_err(y, want, n_out, 1.0) <= 1e-6, "%s: forward differs from reference",
-              what);
+    cr_assert(tc_rel_err(y, want, n_out, 1.0) <= 1e-6, "%s: forward differs from reference", what);
     for (size_t i = 0; i < n_in; i++)
         cr_assert_float_eq(dx2[i], 2.0f * dx[i], 1e-6f, "%s: backward does not accumulate", what);
 
@@ -247,10 +246,10 @@ struct adaptive_ctx {
 static double adaptive_loss(void *p)
 {
     struct adaptive_ctx *c = p;
-    int rc = c->max ? ptl_adaptive_maxpool2d_forward(c->y, c->am, c->x, c->n, c->c, c->h, c->w,
-                                                     c->ho, c->wo)
-                    : ptl_adaptive_avgpool2d_forward(c->y, c->x, c->n, c->c, c->h, c->w, c->ho,
-                                                     c->wo);
+    int rc = c->max
+                 ? ptl_adaptive_maxpool2d_forward(c->y, c->am, c->x, c->n, c->c, c->h, c->w, c->ho,
+                                                  c->wo)
+                 : ptl_adaptive_avgpool2d_forward(c->y, c->x, c->n, c->c, c->h, c->w, c->ho, c->wo);
     cr_assert_eq(rc, PTL_OK);
     return tc_dot(c->y, c->r, (size_t)c->n * c->c * c->ho * c->wo);
 }
@@ -264,8 +263,8 @@ static void check_adaptive(int max, int n, int c, int h, int w, int ho, int wo)
     fill_distinct(x, n_in);
     tc_fill(r, n_out, 77, -1.0f, 1.0f);
     char what[80];
-    snprintf(what, sizeof what, "adaptive %s %dx%dx%dx%d -> %dx%d", max ? "max" : "avg", n, c, h,
-             w, ho, wo);
+    snprintf(what, sizeof what, "adaptive %s %dx%dx%dx%d -> %dx%d", max ? "max" : "avg", n, c, h, w,
+             ho, wo);
 
     if (max) {
         cr_assert_eq(ptl_adaptive_maxpool2d_forward(y, am, x, n, c, h, w, ho, wo), PTL_OK);
@@ -363,8 +362,8 @@ Test(pool, bad_shapes_are_errors)
     for (int i = 0; i < 16; i++)
         cr_expect_eq(d_in[i], 0.0f);
     bad_am[2] = -1;
-    expect_error(ptl_adaptive_maxpool2d_backward(d_in, d_out, bad_am, 1, 1, 4, 4, 2, 2),
-                 PTL_ERANGE, "adaptive_maxpool2d");
+    expect_error(ptl_adaptive_maxpool2d_backward(d_in, d_out, bad_am, 1, 1, 4, 4, 2, 2), PTL_ERANGE,
+                 "adaptive_maxpool2d");
 
     expect_error(ptl_adaptive_avgpool2d_forward(buf, buf, 1, 1, 4, 4, 0, 2), PTL_EINVAL,
                  "adaptive_avgpool2d");
