@@ -3,7 +3,11 @@
  * A weights file holds one dataset per state_dict entry, named exactly like the entry
  * ("layer1.0.conv1.weight"), at the root of the file: float32 with the entry's shape, and int64
  * scalars for counters (num_batches_tracked). tools/torch2h5.py and tools/h52torch.py convert
- * to and from PyTorch.
+ * to and from PyTorch; docs/weights.md describes the format and what the loader also accepts
+ * (float64 values, int32 or float counters, a [1] vector for a scalar).
+ *
+ * The HDF5 library is used serially (no MPI needed); its own error printing is off during these
+ * calls and failures become one-line messages (ptl_error_message) naming the file and entry.
  */
 #ifndef PTL_IO_H
 #define PTL_IO_H
@@ -31,14 +35,19 @@ struct ptl_load_report {
     char unexpected_names[512];
 };
 
-/* Loads `path` into m by name with shape checks. A shape mismatch, a file that is not HDF5,
- * a truncated or unreadable file, or (strict mode) any missing or unexpected name is an error
- * naming the file and the entry; the model is left unchanged then. `report` may be NULL. */
+/* Loads `path` into m by name with shape checks. A shape mismatch (both modes, first one in
+ * state_dict order), a file that is not HDF5, a truncated or unreadable file, or (strict mode)
+ * any missing or unexpected name (all reported in one message) is an error naming the file
+ * and the entry; the model is left unchanged then: every value is read and checked before the
+ * model changes. `report` may be NULL; on success it holds the counts and the first few names
+ * (also after a strict name mismatch, with loaded = 0). Entries with used == 0 load like the
+ * rest. */
 int ptl_weights_load(struct ptl_model *m, const char *path, enum ptl_load_mode mode,
                      struct ptl_load_report *report);
 
-/* Writes every entry of m to `path` (via a temporary file renamed into place, so an existing
- * file is never left half-written). */
+/* Writes every entry of m to `path`: written to "PATH.tmp.<pid>", fsynced and renamed over
+ * PATH, so on any failure an existing PATH is left exactly as it was and the temporary file
+ * is removed. */
 int ptl_weights_save(struct ptl_model *m, const char *path);
 
 #ifdef __cplusplus

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_message[512];
 
@@ -22,10 +23,14 @@ const char *ptl_strerror(int code)
 
 int ptl_error(int code, const char *fmt, ...)
 {
+    /* Format into a local buffer first: callers may pass ptl_error_message() itself as an
+     * argument to wrap a lower-level message with context. */
+    char msg[sizeof last_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_message, msg, sizeof msg);
     return code;
 }
 

@@ -17,6 +17,14 @@ Test(error, records_message_and_returns_code)
     cr_assert_str_eq(ptl_error_message(), "");
 }
 
+Test(error, wrapping_the_previous_message_is_safe)
+{
+    ptl_error(PTL_EINVAL, "kernel 3x3 larger than input");
+    ptl_error(PTL_EINVAL, "resnet18: conv2d 'layer1.0.conv1': %s", ptl_error_message());
+    cr_assert_str_eq(ptl_error_message(),
+                     "resnet18: conv2d 'layer1.0.conv1': kernel 3x3 larger than input");
+}
+
 Test(error, long_message_is_truncated_not_overflowed)
 {
     char big[2048];
