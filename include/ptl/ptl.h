@@ -6,5 +6,6 @@
 #include "ptl/ops.h"
 #include "ptl/model.h"
 #include "ptl/io.h"
+#include "ptl/train.h"
 
 #endif
