@@ -5,17 +5,15 @@
  * weights (strict unless --partial), runs eval (default) or training mode, optionally as B
  * consecutive batches (in training mode the BConv-Cell latent state carries between them),
  * and writes every model output (N, dim) under its name to Y.h5 through a temporary file
- * renamed into place.
+ * renamed into place. The HDF5 reading and writing is the io layer's (src/io/h5util.c); this
+ * file parses, calls the library and prints.
  * Not a training or evaluation command: nothing is updated on disk but Y.h5.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <hdf5.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "io/h5util.h"
 #include "ptl/ptl.h"
 
 static const char forward_usage[] =
@@ -179,111 +178,6 @@ static int same_file(const char *a, const char *b)
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* ---------------- HDF5 ---------------- */
-
-static herr_t innermost_cb(unsigned n, const H5E_error2_t *err, void *data)
-{
-    if (n == 0)
-        snprintf(data, 200, "%s", err->desc ? err->desc : "no reason given");
-    return 0;
-}
-
-/* The most specific reason on HDF5's error stack; call right after the failing call. */
-static const char *h5_reason(char buf[200])
-{
-    snprintf(buf, 200, "HDF5 gave no reason");
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, buf);
-    return buf;
-}
-
-/* File access with HDF5 (1.10.7+) locking only where the file system supports it (as in
- * src/io/weights.c: some cluster file systems have no locks). */
-static hid_t h5_fapl(void)
-{
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 12, 1) || (H5_VERSION_GE(1, 10, 7) && !H5_VERSION_GE(1, 12, 0))
-    if (fapl >= 0)
-        H5Pset_file_locking(fapl, 1, 1);
-#endif
-    return fapl >= 0 ? fapl : H5P_DEFAULT;
-}
-
-static void h5_fapl_close(hid_t fapl)
-{
-    if (fapl != H5P_DEFAULT)
-        H5Pclose(fapl);
-}
-
-/* Reads dataset 'input' of path: float (N, C, H, W), N*C*H*W floats into *x. */
-static int read_input(const char *path, float **x, int dims[4])
-{
-    char why[200];
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return file_error("input %s: cannot open (%s)", path, strerror(errno));
-    htri_t is_h5 = 0;
-    if (S_ISREG(st.st_mode) && st.st_size > 0) {
-#if H5_VERSION_GE(1, 12, 0)
-        is_h5 = H5Fis_accessible(path, H5P_DEFAULT);
-#else
-        is_h5 = H5Fis_hdf5(path);
-#endif
-    }
-    if (is_h5 <= 0)
-        return file_error("input %s: not an HDF5 file", path);
-    hid_t fapl = h5_fapl();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    if (f < 0)
-        h5_reason(why); /* before the next HDF5 call clears the stack */
-    h5_fapl_close(fapl);
-    if (f < 0)
-        return file_error("input %s: truncated or corrupt (%s)", path, why);
-    int rc = 0;
-    hid_t ds = -1, space = -1, type = -1;
-    if (H5Lexists(f, "input", H5P_DEFAULT) <= 0 || (ds = H5Dopen2(f, "input", H5P_DEFAULT)) < 0) {
-        rc = file_error("input %s: no dataset 'input' (expected float (N, C, H, W))", path);
-        goto done;
-    }
-    space = H5Dget_space(ds);
-    type = H5Dget_type(ds);
-    hsize_t d[H5S_MAX_RANK];
-    int nd = space >= 0 ? H5Sget_simple_extent_dims(space, d, NULL) : -1;
-    if (type < 0 || nd < 0) {
-        rc = file_error("input %s: input: truncated or corrupt (%s)", path, h5_reason(why));
-        goto done;
-    }
-    if (nd != 4 || H5Tget_class(type) != H5T_FLOAT) {
-        rc = file_error("input %s: dataset 'input' must be float (N, C, H, W), it is %s %d-D", path,
-                        H5Tget_class(type) == H5T_FLOAT ? "float" : "non-float", nd);
-        goto done;
-    }
-    size_t total = 1;
-    for (int i = 0; i < 4; i++) {
-        if (d[i] < 1 || d[i] > INT_MAX || total > SIZE_MAX / sizeof(float) / d[i]) {
-            rc = file_error("input %s: dataset 'input' has an empty or too large shape", path);
-            goto done;
-        }
-        dims[i] = (int)d[i];
-        total *= (size_t)d[i];
-    }
-    *x = malloc(total * sizeof(float));
-    if (*x == NULL) {
-        rc = file_error("input %s: out of memory for %zu floats", path, total);
-        goto done;
-    }
-    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *x) < 0)
-        rc = file_error("input %s: input: truncated or corrupt (%s)", path, h5_reason(why));
-done:
-    if (type >= 0)
-        H5Tclose(type);
-    if (space >= 0)
-        H5Sclose(space);
-    if (ds >= 0)
-        H5Dclose(ds);
-    H5Fclose(f);
-    return rc;
-}
-
 /* The outputs of all batches, (N, dim) each, in model output order. */
 struct outputs {
     int count, n;
@@ -292,58 +186,18 @@ struct outputs {
     float *data[32];
 };
 
-static int write_to(const char *tmp, const struct outputs *out)
-{
-    char why[200];
-    hid_t fapl = h5_fapl();
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (f < 0)
-        h5_reason(why);
-    h5_fapl_close(fapl);
-    if (f < 0)
-        return file_error("output %s: cannot create (%s)", tmp, why);
-    int rc = 0;
-    for (int i = 0; rc == 0 && i < out->count; i++) {
-        hsize_t d[2] = {(hsize_t)out->n, (hsize_t)out->dim[i]};
-        hid_t sp = H5Screate_simple(2, d, NULL);
-        hid_t ds =
-            H5Dcreate2(f, out->name[i], H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (ds < 0 ||
-            H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->data[i]) < 0)
-            rc = file_error("output %s: cannot write '%s' (%s)", tmp, out->name[i], h5_reason(why));
-        if (ds >= 0)
-            H5Dclose(ds);
-        H5Sclose(sp);
-    }
-    if (H5Fclose(f) < 0 && rc == 0)
-        rc = file_error("output %s: cannot finish (%s)", tmp, h5_reason(why));
-    return rc;
-}
-
-/* Writes the outputs to path via "path.tmp.<pid>", fsync and rename: an existing path is
- * replaced whole or not at all. */
+/* Writes the outputs to path, replaced whole or not at all. */
 static int write_outputs(const char *path, const struct outputs *out)
 {
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
-        return file_error("output %s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0)
-        return file_error("output %s: cannot create %s (%s)", path, tmp, strerror(errno));
-    close(fd);
-    int rc = write_to(tmp, out);
-    if (rc == 0) {
-        fd = open(tmp, O_RDONLY);
-        if (fd < 0 || fsync(fd) != 0)
-            rc = file_error("output %s: cannot sync %s (%s)", path, tmp, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-    }
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = file_error("output %s: cannot rename %s into place (%s)", path, tmp, strerror(errno));
-    if (rc != 0)
-        unlink(tmp);
-    return rc;
+    struct ptl_h5_array arrays[32];
+    for (int i = 0; i < out->count; i++)
+        arrays[i] = (struct ptl_h5_array){.name = out->name[i],
+                                          .data = out->data[i],
+                                          .ndim = 2,
+                                          .dims = {(hsize_t)out->n, (hsize_t)out->dim[i]}};
+    if (ptl_h5_write_floats_atomic("output", path, arrays, (size_t)out->count) != 0)
+        return file_error("%s", ptl_error_message());
+    return 0;
 }
 
 /* ---------------- the run ---------------- */
@@ -386,9 +240,9 @@ static int run(const struct fwd_opts *o)
     float *x = NULL;
     int dims[4];
     struct outputs out = {0};
-    int rc = read_input(o->input, &x, dims);
-    if (rc != 0)
-        return rc;
+    if (ptl_h5_read_floats("input", o->input, "input", 4, "(N, C, H, W)", &x, dims) != 0)
+        return file_error("%s", ptl_error_message());
+    int rc = 0;
     if (dims[0] % o->batches != 0) {
         free(x);
         return usage_error("--batches %d does not divide the %d samples of %s", o->batches, dims[0],
@@ -452,8 +306,5 @@ int ptl_cli_forward(int argc, char **argv)
     }
     if (ptl_threads_set(o.threads) != 0)
         return usage_error("--threads %d: %s", o.threads, ptl_error_message());
-    /* This command owns the process: HDF5's stack dumps are replaced by our one-line
-     * messages (the library calls do the same for their own part). */
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     return run(&o);
 }

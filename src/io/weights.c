@@ -8,12 +8,12 @@
  * PATH, so a failed save leaves any existing PATH as it was.
  *
  * Not for: checkpoints (optimizer state, RNG, latent states) - those have their own file. The
- * HDF5 library is the parallel build used serially here (default property lists, no MPI).
+ * HDF5 library is the parallel build used serially here (default property lists, no MPI); the
+ * error, locking and atomic-write plumbing shared with ptl forward is in h5util.c.
  */
 #include "ptl/io.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdint.h>
@@ -23,79 +23,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/h5util.h"
 #include "ptl/core.h"
 
 /* Names listed in messages: how many at most, so one line stays readable. */
 #define NAMES_IN_MESSAGE 4
-
-/* ---------------- HDF5 error handling ---------------- */
-
-/* HDF5 prints its whole error stack to stderr by default; we turn the innermost entry into
- * our one-line message instead, so printing is off while we work and restored afterwards
- * (the caller may rely on HDF5's default for its own calls). */
-struct h5_quiet {
-    H5E_auto2_t func;
-    void *data;
-};
-
-static void h5_quiet_begin(struct h5_quiet *q)
-{
-    q->func = NULL;
-    q->data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void h5_quiet_end(const struct h5_quiet *q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
-}
-
-static herr_t innermost_cb(unsigned n, const H5E_error2_t *err, void *data)
-{
-    if (n == 0) {
-        char *buf = data;
-        if (err->desc && err->desc[0])
-            snprintf(buf, 200, "%s", err->desc);
-        else
-            H5Eget_msg(err->min_num, NULL, buf, 200);
-    }
-    return 0;
-}
-
-/* The most specific description on HDF5's error stack ("truncated file: eof = ..."). Must be
- * called right after the failing call: every HDF5 API call clears the stack. */
-static const char *h5_reason(char buf[200])
-{
-    snprintf(buf, 200, "HDF5 gave no reason");
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, buf);
-    return buf;
-}
-
-static void h5_close_id(hid_t *id, herr_t (*closer)(hid_t))
-{
-    if (*id >= 0)
-        closer(*id);
-    *id = -1;
-}
-
-/* File access: HDF5 (1.10.7+) locks files, and fails on file systems without locks (some
- * Lustre and NFS mounts of clusters) unless told to lock only where locks work. */
-static hid_t h5_fapl(void)
-{
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 12, 1) || (H5_VERSION_GE(1, 10, 7) && !H5_VERSION_GE(1, 12, 0))
-    if (fapl >= 0)
-        H5Pset_file_locking(fapl, 1, 1);
-#endif
-    return fapl >= 0 ? fapl : H5P_DEFAULT;
-}
-
-static void h5_fapl_close(hid_t fapl)
-{
-    if (fapl != H5P_DEFAULT)
-        H5Pclose(fapl);
-}
 
 /* "[64,3,7,7]" ("[]" for a scalar). */
 static void format_shape(char *buf, size_t size, int ndim, const hsize_t *dims)
@@ -160,7 +92,7 @@ static void load_ctx_free(struct load_ctx *c)
     free(c->items);
     free(c->match);
     free(c->staging);
-    h5_close_id(&c->file, H5Fclose);
+    ptl_h5_close_id(&c->file, H5Fclose);
 }
 
 /* Checks that path is a readable, non-empty HDF5 file before HDF5 sees it, so the common
@@ -176,18 +108,13 @@ static int check_file(const char *path)
         return ptl_error(PTL_EIO, "weights %s: cannot read (%s)", path, strerror(errno));
     if (st.st_size == 0)
         return ptl_error(PTL_EFORMAT, "weights %s: not an HDF5 file (empty)", path);
-    htri_t is_h5;
-#if H5_VERSION_GE(1, 12, 0)
-    is_h5 = H5Fis_accessible(path, H5P_DEFAULT);
-#else
-    is_h5 = H5Fis_hdf5(path);
-#endif
+    htri_t is_h5 = ptl_h5_is_hdf5(path);
     if (is_h5 == 0)
         return ptl_error(PTL_EFORMAT, "weights %s: not an HDF5 file", path);
     if (is_h5 < 0) { /* a signature, but HDF5 cannot read what follows it */
-        char why[200];
+        char why[PTL_H5_REASON_SIZE];
         return ptl_error(PTL_EFORMAT, "weights %s: truncated or corrupt (%s)", path,
-                         h5_reason(why));
+                         ptl_h5_reason(why));
     }
     return PTL_OK;
 }
@@ -224,21 +151,21 @@ static herr_t collect_name(hid_t group, const char *name, const H5L_info_t *info
 /* Shape and type class of item it (if it is a dataset). */
 static int describe_item(struct load_ctx *c, struct file_item *it)
 {
-    char why[200];
+    char why[PTL_H5_REASON_SIZE];
     hid_t obj = H5Oopen(c->file, it->name, H5P_DEFAULT);
     if (obj < 0)
         return ptl_error(PTL_EFORMAT, "weights %s: %s: truncated or corrupt (%s)", c->path,
-                         it->name, h5_reason(why));
+                         it->name, ptl_h5_reason(why));
     it->is_dataset = H5Iget_type(obj) == H5I_DATASET;
     int rc = PTL_OK;
     if (it->is_dataset) {
         hid_t space = H5Dget_space(obj);
         int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
         if (nd < 0)
-            h5_reason(why);
+            ptl_h5_reason(why);
         hid_t type = nd >= 0 ? H5Dget_type(obj) : -1;
         if (nd >= 0 && type < 0)
-            h5_reason(why);
+            ptl_h5_reason(why);
         if (nd < 0 || type < 0) {
             rc = ptl_error(PTL_EFORMAT, "weights %s: %s: truncated or corrupt (%s)", c->path,
                            it->name, why);
@@ -260,11 +187,11 @@ static int describe_item(struct load_ctx *c, struct file_item *it)
 /* Lists the root links, sorted by name, with the shape and type class of each dataset. */
 static int read_directory(struct load_ctx *c)
 {
-    char why[200];
+    char why[PTL_H5_REASON_SIZE];
     struct name_vec v = {0};
     herr_t st = H5Literate(c->file, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, collect_name, &v);
     if (st < 0)
-        h5_reason(why);
+        ptl_h5_reason(why);
     int rc = PTL_OK;
     c->items = calloc(v.n ? v.n : 1, sizeof *c->items);
     if (st < 0)
@@ -392,11 +319,11 @@ static void fill_report(const struct load_ctx *c, const struct ptl_model *m,
 static int read_values(struct load_ctx *c, const struct file_item *it, const struct ptl_entry *e,
                        float *dst)
 {
-    char why[200];
+    char why[PTL_H5_REASON_SIZE];
     hid_t ds = H5Dopen2(c->file, it->name, H5P_DEFAULT);
     if (ds < 0)
         return ptl_error(PTL_EFORMAT, "weights %s: %s: truncated or corrupt (%s)", c->path, e->name,
-                         h5_reason(why));
+                         ptl_h5_reason(why));
     herr_t st;
     if (it->cls == H5T_INTEGER) {
         int64_t *tmp = malloc(e->count * sizeof *tmp);
@@ -406,14 +333,14 @@ static int read_values(struct load_ctx *c, const struct file_item *it, const str
         }
         st = H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp);
         if (st < 0)
-            h5_reason(why);
+            ptl_h5_reason(why);
         for (size_t k = 0; st >= 0 && k < e->count; k++)
             dst[k] = (float)tmp[k]; /* exact below 2^24 (model.h) */
         free(tmp);
     } else {
         st = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
         if (st < 0)
-            h5_reason(why);
+            ptl_h5_reason(why);
     }
     H5Dclose(ds);
     if (st < 0)
@@ -425,15 +352,15 @@ static int read_values(struct load_ctx *c, const struct file_item *it, const str
 static int load_validated(struct load_ctx *c, struct ptl_model *m, enum ptl_load_mode mode,
                           struct ptl_load_report *report)
 {
-    char why[200];
+    char why[PTL_H5_REASON_SIZE];
     int rc = check_file(c->path);
     if (rc != 0)
         return rc;
-    hid_t fapl = h5_fapl();
+    hid_t fapl = ptl_h5_fapl();
     c->file = H5Fopen(c->path, H5F_ACC_RDONLY, fapl);
     if (c->file < 0)
-        h5_reason(why); /* before the next HDF5 call clears the stack */
-    h5_fapl_close(fapl);
+        ptl_h5_reason(why); /* before the next HDF5 call clears the stack */
+    ptl_h5_fapl_close(fapl);
     if (c->file < 0)
         return ptl_error(PTL_EFORMAT, "weights %s: truncated or corrupt (%s)", c->path, why);
     size_t staging_floats = 0;
@@ -494,11 +421,11 @@ int ptl_weights_load(struct ptl_model *m, const char *path, enum ptl_load_mode m
     if (mode != PTL_LOAD_STRICT && mode != PTL_LOAD_PARTIAL)
         return ptl_error(PTL_EINVAL, "weights %s: unknown load mode %d", path, (int)mode);
     struct load_ctx c = {.path = path, .file = -1};
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ptl_h5_quiet q;
+    ptl_h5_quiet_begin(&q);
     int rc = load_validated(&c, m, mode, report);
     load_ctx_free(&c);
-    h5_quiet_end(&q);
+    ptl_h5_quiet_end(&q);
     return rc;
 }
 
@@ -507,7 +434,7 @@ int ptl_weights_load(struct ptl_model *m, const char *path, enum ptl_load_mode m
 /* Writes entry i of m as a dataset of its shape: float32 values, int64 counters. */
 static int write_entry(hid_t file, struct ptl_model *m, size_t i, const char *path)
 {
-    char why[200];
+    char why[PTL_H5_REASON_SIZE];
     const struct ptl_entry *e = ptl_model_entry(m, i);
     const float *v = ptl_model_entry_data(m, i);
     hsize_t dims[4];
@@ -522,85 +449,36 @@ static int write_entry(hid_t file, struct ptl_model *m, size_t i, const char *pa
         for (size_t k = 0; k < e->count; k++)
             ints[k] = (int64_t)llroundf(v[k]);
     }
-    hid_t space = e->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(e->ndim, dims, NULL);
-    hid_t ds = space < 0 ? -1
-                         : H5Dcreate2(file, e->name, counter ? H5T_STD_I64LE : H5T_IEEE_F32LE,
-                                      space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t st = ds < 0 ? -1
-                       : H5Dwrite(ds, counter ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL,
-                                  H5S_ALL, H5P_DEFAULT, counter ? (const void *)ints : v);
-    if (st < 0)
-        h5_reason(why);
-    if (ds >= 0 && H5Dclose(ds) < 0 && st >= 0) {
-        st = -1;
-        h5_reason(why);
-    }
-    if (space >= 0)
-        H5Sclose(space);
+    int st = ptl_h5_write_dataset(file, e->name, counter ? H5T_STD_I64LE : H5T_IEEE_F32LE,
+                                  counter ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, e->ndim, dims,
+                                  counter ? (const void *)ints : v, why);
     free(ints);
-    if (st < 0)
+    if (st != 0)
         return ptl_error(PTL_EIO, "weights %s: cannot write %s (%s)", path, e->name, why);
     return PTL_OK;
 }
 
-/* Flushes a closed file's data to stable storage. */
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, flags);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
+struct save_ctx {
+    struct ptl_model *m;
+    const char *path;
+};
 
-/* Makes the rename durable; best effort, as some file systems refuse fsync on directories. */
-static void fsync_parent(const char *path)
+/* Fills the temporary file of ptl_h5_commit_atomic with every entry, in state_dict order. */
+static int fill_entries(const char *tmp, void *ctx)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
-    (void)fsync_path(dir, O_RDONLY | O_DIRECTORY);
-}
-
-static int save_to_temp(struct ptl_model *m, const char *path, const char *tmp)
-{
-    char why[200];
-    /* Creating it ourselves first gives a plain errno message for the usual failures
-     * (directory missing or not writable) instead of HDF5's. */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0)
-        return ptl_error(PTL_EIO, "weights %s: cannot create %s (%s)", path, tmp, strerror(errno));
-    close(fd);
+    const struct save_ctx *s = ctx;
+    char why[PTL_H5_REASON_SIZE];
     /* Tracking creation order keeps the state_dict order for readers that ask for it
      * (h52torch.py, h5py); the loader matches by name and does not depend on it. */
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    if (fcpl >= 0)
-        H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
-    hid_t fapl = h5_fapl();
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl >= 0 ? fcpl : H5P_DEFAULT, fapl);
+    hid_t file = ptl_h5_create(tmp, 1, why);
     if (file < 0)
-        h5_reason(why);
-    if (fcpl >= 0)
-        H5Pclose(fcpl);
-    h5_fapl_close(fapl);
-    if (file < 0)
-        return ptl_error(PTL_EIO, "weights %s: cannot create %s (%s)", path, tmp, why);
+        return ptl_error(PTL_EIO, "weights %s: cannot create %s (%s)", s->path, tmp, why);
     int rc = PTL_OK;
-    for (size_t i = 0; rc == 0 && i < ptl_model_entry_count(m); i++)
-        rc = write_entry(file, m, i, path);
+    for (size_t i = 0; rc == 0 && i < ptl_model_entry_count(s->m); i++)
+        rc = write_entry(file, s->m, i, s->path);
     if (H5Fclose(file) < 0 && rc == 0)
-        rc = ptl_error(PTL_EIO, "weights %s: cannot finish %s (%s)", path, tmp, h5_reason(why));
-    if (rc == 0 && fsync_path(tmp, O_RDONLY) != 0)
-        rc = ptl_error(PTL_EIO, "weights %s: cannot sync %s (%s)", path, tmp, strerror(errno));
+        rc = ptl_error(PTL_EIO, "weights %s: cannot finish %s (%s)", s->path, tmp,
+                       ptl_h5_reason(why));
     return rc;
 }
 
@@ -608,20 +486,6 @@ int ptl_weights_save(struct ptl_model *m, const char *path)
 {
     if (m == NULL || path == NULL || path[0] == '\0')
         return ptl_error(PTL_EINVAL, "weights save: needs a model and a path");
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
-        return ptl_error(PTL_EINVAL, "weights %s: path too long", path);
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
-    int rc = save_to_temp(m, path, tmp);
-    h5_quiet_end(&q);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = ptl_error(PTL_EIO, "weights %s: cannot rename %s into place (%s)", path, tmp,
-                       strerror(errno));
-    if (rc != 0) {
-        unlink(tmp); /* the old file, if any, was never touched */
-        return rc;
-    }
-    fsync_parent(path);
-    return PTL_OK;
+    struct save_ctx s = {m, path};
+    return ptl_h5_commit_atomic("weights", path, fill_entries, &s);
 }
