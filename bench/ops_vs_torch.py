@@ -3,12 +3,15 @@
 
 Usage: /usr/bin/python3 bench/ops_vs_torch.py PATH/TO/ptl [ptl bench ops options...]
 
-Runs `ptl bench ops --format tsv` with the given options (preset or --layer shapes, --threads,
---reps, --warmup, --quick, ...), then times the same layers in PyTorch in this process:
-conv2d forward, and backward for the input and the weight (aten.convolution_backward, no bias,
-as in ResNet), on the same number of threads, median of the same reps after the same warm-up.
-Prints one table: per layer fwd+bwd GFLOPS of ours, PyTorch and the bare sgemm, and the ratios.
-FLOPs as in ptl: forward 2*N*Cout*Ho*Wo*Cin*K*K, backward twice that.
+Takes the layer list from `ptl bench ops --list` with the given options (preset, --input,
+--batch or --layer shapes), then for each layer in turn runs `ptl bench ops --format tsv
+--layer ...` (with the given --threads, --reps, --warmup, --quick) and right after it times the
+same layer in PyTorch in this process: conv2d forward, and backward for the input and the
+weight (aten.convolution_backward, no bias, as in ResNet), on the same number of threads,
+median of the same reps after the same warm-up. Layer by layer, so that both see the same
+machine when it is shared. Prints one table: per layer fwd+bwd GFLOPS of ours, PyTorch and the
+bare sgemm, the forward alone, and the ratios. FLOPs as in ptl: forward 2*N*Cout*Ho*Wo*Cin*K*K,
+backward twice that; the total row weights layers by how often they occur in the network.
 """
 import statistics
 import subprocess
@@ -19,13 +22,49 @@ import torch
 import torch.nn.functional as F
 
 
-def run_ptl(ptl, opts):
-    cmd = [ptl, "bench", "ops", "--format", "tsv"] + opts
+LIST_FIELDS = ("layer", "count", "n", "c_in", "h", "w", "c_out", "k", "stride", "pad")
+# Options that choose the layers (used for --list only) and those that time them.
+SHAPE_OPTS = ("--preset", "--input", "--batch", "--layer")
+TIMING_OPTS = ("--threads", "--reps", "--warmup")
+
+
+def split_opts(opts):
+    """Returns (shape options, timing options) of a ptl bench ops command line."""
+    shape, timing, i = [], [], 0
+    while i < len(opts):
+        a = opts[i]
+        name = a.split("=", 1)[0]
+        if name == "--quick":  # the batch for the list, reps and warm-up for the timing
+            shape.append(a)
+            timing.append(a)
+            i += 1
+            continue
+        if name not in SHAPE_OPTS + TIMING_OPTS + ("--format",):
+            sys.exit(f"ops_vs_torch: unknown option '{a}' (see ptl bench ops --help)")
+        chunk = [a] if "=" in a else opts[i:i + 2]
+        if name in SHAPE_OPTS:
+            shape += chunk
+        elif name in TIMING_OPTS:
+            timing += chunk
+        i += len(chunk)
+    return shape, timing
+
+
+def ptl_out(cmd):
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         sys.exit(f"ops_vs_torch: {' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def list_layers(ptl, shape_opts):
+    out = ptl_out([ptl, "bench", "ops", "--list"] + shape_opts)
+    return [dict(zip(LIST_FIELDS, line.split("\t"))) for line in out.splitlines() if line]
+
+
+def run_ptl(ptl, opts):
     meta, header, rows = {}, None, []
-    for line in proc.stdout.splitlines():
+    for line in ptl_out([ptl, "bench", "ops", "--format", "tsv"] + opts).splitlines():
         if line.startswith("#"):
             # "# ptl 0.1.0 bench ops: threads 2, reps 7, warmup 2"
             for part in line.split(":", 1)[1].split(","):
@@ -78,19 +117,25 @@ def main():
         print(__doc__.strip())
         return 0 if len(sys.argv) >= 2 else 64
     ptl, opts = sys.argv[1], sys.argv[2:]
-    meta, rows = run_ptl(ptl, opts)
-    threads, reps, warmup = meta["threads"], meta["reps"], meta["warmup"]
-    torch.set_num_threads(threads)
-    print(f"ptl vs PyTorch {torch.__version__} (mkldnn {torch.backends.mkldnn.is_available()}), "
-          f"{threads} threads, median of {reps} reps after {warmup} warm-up; fwd+bwd GFLOPS")
+    shape_opts, timing_opts = split_opts(opts)
+    layers = list_layers(ptl, shape_opts)
+    header_done = False
     fmt = "{:<15} {:>5} {:<28} {:>7} {:>7} {:>7} {:>8} {:>8} {:>11} {:>10}"
-    print(fmt.format("layer", "count", "N,Cin,HxW->Cout,K/S,P", "ours", "PyTorch", "sgemm",
-                     "ours fwd", "PT fwd", "ours/PyTorch", "ours/sgemm"))
     tot = {"f": 0.0, "ours": 0.0, "torch": 0.0, "sgemm": 0.0, "ours_fwd": 0.0, "pt_fwd": 0.0,
            "f_fwd": 0.0, "count": 0}
-    for row in rows:
-        if row["layer"] == "total":
-            continue
+    for layer in layers:
+        spec = ",".join(layer[x] for x in LIST_FIELDS[2:])
+        meta, rows = run_ptl(ptl, ["--layer", spec] + timing_opts)
+        row = dict(rows[0], layer=layer["layer"], count=layer["count"])
+        threads, reps, warmup = meta["threads"], meta["reps"], meta["warmup"]
+        if not header_done:
+            torch.set_num_threads(threads)
+            mkldnn = torch.backends.mkldnn.is_available()
+            print(f"ptl vs PyTorch {torch.__version__} (mkldnn {mkldnn}), "
+                  f"{threads} threads, median of {reps} reps after {warmup} warm-up; GFLOPS")
+            print(fmt.format("layer", "count", "N,Cin,HxW->Cout,K/S,P", "ours", "PyTorch",
+                             "sgemm", "ours fwd", "PT fwd", "ours/PyTorch", "ours/sgemm"))
+            header_done = True
         flops, t_fwd, t_bwd = time_torch(row, reps, warmup)
         cnt = int(row["count"])
         ours_s = (float(row["fwd_ms"]) + float(row["bwd_ms"])) * 1e-3

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,10 @@ static const char bench_usage[] =
     "  --threads T       threads for BLIS and OpenMP (default: PTL_THREADS, else all cores)\n"
     "  --reps R          timed repetitions per measurement (default 7)\n"
     "  --warmup W        untimed repetitions first (default 2)\n"
-    "  --quick           smoke run: the preset at batch 8, 3 reps, 1 warmup (unless given)\n"
+    "  --quick           smoke run: batch 8, 5 reps, 1 warm-up (unless given)\n"
     "  --format F        table (default) or tsv\n"
+    "  --list            print the layers (tsv: name, count, N, Cin, H, W, Cout, K, S, P)\n"
+    "                    without timing them\n"
     "  -h, --help        show this help and exit\n";
 
 struct layer {
@@ -51,11 +54,16 @@ struct result {
     double gemm_fwd_s, gemm_dw_s, gemm_dx_s; /* bare sgemm: medians */
 };
 
-static int usage_error(const char *fmt, const char *a, const char *b)
+/* One line on stderr naming the culprit; returns the usage exit status. */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fputs("ptl bench ops: ", stderr);
-    fprintf(stderr, fmt, a, b);
+    vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    va_end(ap);
     return PTL_EXIT_USAGE;
 }
 
@@ -301,7 +309,7 @@ static void print_row(int tsv, const char *name, int count, const char *shape, c
 }
 
 struct opts {
-    int batch, h, w, threads, reps, warmup, tsv, quick, nl;
+    int batch, h, w, threads, reps, warmup, tsv, quick, list, nl;
     int batch_set, reps_set, warmup_set;
     struct layer layers[MAX_LAYERS];
 };
@@ -326,11 +334,10 @@ static int parse_layer(const char *v, struct opts *o)
         p++;
     }
     if (i != 8 || *p != '\0')
-        return usage_error("--layer %s: expected N,Cin,H,W,Cout,K,S,P (positive integers, P >= "
-                           "0)%s",
-                           v, "");
+        return usage_error("--layer %s: expected N,Cin,H,W,Cout,K,S,P (positive integers, P >= 0)",
+                           v);
     if (o->nl >= MAX_LAYERS)
-        return usage_error("--layer %s: at most 64 layers%s", v, "");
+        return usage_error("--layer %s: at most %d layers", v, MAX_LAYERS);
     struct layer *l = &o->layers[o->nl];
     snprintf(l->name, sizeof l->name, "layer%d", o->nl + 1);
     l->count = 1;
@@ -371,24 +378,24 @@ static int parse_args(int argc, char **argv, struct opts *o)
             if (is_opt(a, valued[j]))
                 name = valued[j];
         if (name == NULL) {
-            if (strcmp(a, "--quick") == 0) {
-                o->quick = 1;
+            if (strcmp(a, "--quick") == 0 || strcmp(a, "--list") == 0) {
+                *(a[2] == 'q' ? &o->quick : &o->list) = 1;
                 continue;
             }
-            return usage_error("unknown option '%s' (see ptl bench ops --help)%s", a, "");
+            return usage_error("unknown option '%s' (see ptl bench ops --help)", a);
         }
         v = opt_value(argc, argv, &i, name);
         if (v == NULL)
-            return usage_error("%s needs a value%s", name, "");
+            return usage_error("%s needs a value", name);
         int rc = 0;
         if (strcmp(name, "--preset") == 0) {
             if (strcmp(v, "resnet18") != 0)
-                return usage_error("--preset %s: unknown preset (known: resnet18)%s", v, "");
+                return usage_error("--preset %s: unknown preset (known: resnet18)", v);
             preset_given = 1;
         } else if (strcmp(name, "--input") == 0) {
             char extra;
             if (sscanf(v, "%dx%d%c", &o->h, &o->w, &extra) != 2 || o->h < 1 || o->w < 1)
-                return usage_error("--input %s: expected HxW, e.g. 128x64%s", v, "");
+                return usage_error("--input %s: expected HxW, e.g. 128x64", v);
         } else if (strcmp(name, "--batch") == 0) {
             rc = parse_pos_int(v, &o->batch, 0);
             o->batch_set = 1;
@@ -406,14 +413,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->warmup_set = 1;
         } else if (strcmp(name, "--format") == 0) {
             if (strcmp(v, "table") != 0 && strcmp(v, "tsv") != 0)
-                return usage_error("--format %s: expected table or tsv%s", v, "");
+                return usage_error("--format %s: expected table or tsv", v);
             o->tsv = strcmp(v, "tsv") == 0;
         }
         if (rc)
             return usage_error("%s %s: expected a positive integer", name, v);
     }
     if (preset_given && o->nl > 0)
-        return usage_error("--preset and --layer exclude each other%s%s", "", "");
+        return usage_error("--preset and --layer exclude each other");
     return 0;
 }
 
@@ -423,9 +430,12 @@ int ptl_cli_bench(int argc, char **argv)
         fputs(bench_usage, stdout);
         return 0;
     }
-    if (argc < 2 || strcmp(argv[1], "ops") != 0) {
-        fprintf(stderr, "ptl bench: unknown benchmark '%s' (known: ops)\n",
-                argc < 2 ? "" : argv[1]);
+    if (argc < 2) {
+        fputs("ptl bench: which benchmark? (known: ops; see ptl bench --help)\n", stderr);
+        return PTL_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "ops") != 0) {
+        fprintf(stderr, "ptl bench: unknown benchmark '%s' (known: ops)\n", argv[1]);
         return PTL_EXIT_USAGE;
     }
     for (int i = 2; i < argc; i++)
@@ -461,10 +471,19 @@ int ptl_cli_bench(int argc, char **argv)
     if (o.nl == 0) {
         o.nl = preset_resnet18(o.layers, o.batch, o.h, o.w);
         if (o.nl < 0)
-            return usage_error("--input %dx%d: too small for resnet18%s", "", "");
+            return usage_error("--input %dx%d: too small for resnet18", o.h, o.w);
         for (int i = 0; i < o.nl; i++)
             if (ptl_conv2d_output_size(&o.layers[i].s, NULL, NULL) != 0)
-                return usage_error("--input: %s%s", ptl_error_message(), "");
+                return usage_error("--input %dx%d: %s", o.h, o.w, ptl_error_message());
+    }
+    if (o.list) {
+        for (int i = 0; i < o.nl; i++) {
+            const struct ptl_conv2d_shape *s = &o.layers[i].s;
+            printf("%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", o.layers[i].name,
+                   o.layers[i].count, s->n, s->c_in, s->h, s->w, s->c_out, s->kh, s->stride_h,
+                   s->pad_h);
+        }
+        return 0;
     }
     if (ptl_threads_set(o.threads) != 0) {
         fprintf(stderr, "ptl bench ops: %s\n", ptl_error_message());

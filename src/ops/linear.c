@@ -45,8 +45,9 @@ int ptl_linear_backward(float *d_in, float *d_weight, float *d_bias, const float
     if (rc)
         return rc;
     PTL_CHECK_PTR("linear_backward", d_out);
+    PTL_CHECK_PTR("linear_backward", in);
+    PTL_CHECK_PTR("linear_backward", weight);
     if (d_in) {
-        PTL_CHECK_PTR("linear_backward", weight);
         /* d_in (N, in_f) += d_out (N, out_f) x weight (out_f, in_f) */
         rc = ptl_sgemm(0, 0, n, in_features, out_features, 1.0f, d_out, out_features, weight,
                        in_features, 1.0f, d_in, in_features);
@@ -54,7 +55,6 @@ int ptl_linear_backward(float *d_in, float *d_weight, float *d_bias, const float
             return rc;
     }
     if (d_weight) {
-        PTL_CHECK_PTR("linear_backward", in);
         /* d_weight (out_f, in_f) += d_out^T (out_f, N) x in (N, in_f) */
         rc = ptl_sgemm(1, 0, out_features, in_features, n, 1.0f, d_out, out_features, in,
                        in_features, 1.0f, d_weight, in_features);

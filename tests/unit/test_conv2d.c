@@ -203,6 +203,30 @@ Test(conv2d, batched_chunks_with_a_remainder)
     check_conv(SHAPE(9, 2, 15, 20, 3, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
 }
 
+/* Large outputs go through im2col's row-copy path (the gather table would not fit). */
+Test(conv2d, row_path_stride2_pad1)
+{
+    check_conv(SHAPE(2, 2, 64, 64, 3, 3, 3, 2, 2, 1, 1), 1, PATH_PER_IMAGE);
+}
+
+Test(conv2d, row_path_non_square_stride_and_padding)
+{
+    check_conv(SHAPE(1, 2, 40, 30, 3, 3, 5, 2, 1, 2, 1), 1, PATH_PER_IMAGE);
+}
+
+/* Shapes big enough for the OpenMP loops (im2col, col2im, bias) to fork, on two threads. */
+Test(conv2d, two_threads_batched)
+{
+    cr_assert_eq(ptl_threads_set(2), 0);
+    check_conv(SHAPE(4, 8, 20, 20, 6, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
+}
+
+Test(conv2d, two_threads_per_image)
+{
+    cr_assert_eq(ptl_threads_set(2), 0);
+    check_conv(SHAPE(2, 8, 24, 24, 6, 3, 3, 1, 1, 1, 1), 1, PATH_PER_IMAGE);
+}
+
 /* Backward twice from zero gives exactly twice one call; NULL gradients skip their work. */
 static void check_accumulates(struct ptl_conv2d_shape s)
 {
