@@ -9,6 +9,10 @@
 /* ptl bench ops [...]: per-layer conv GFLOPS against a bare sgemm of the same shape. */
 int ptl_cli_bench(int argc, char **argv);
 
+/* ptl bench step [...]: images/s of whole training steps of one architecture (called by
+ * ptl_cli_bench, argv[1] is "step"). */
+int ptl_cli_bench_step(int argc, char **argv);
+
 /* ptl model list | summary: the architectures and their layer tables. */
 int ptl_cli_model(int argc, char **argv);
 

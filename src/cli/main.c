@@ -18,6 +18,7 @@ static const char usage[] =
     "  model summary  layer table, parameter counts and FLOPs of an architecture\n"
     "  forward        run a model with imported weights on an HDF5 input\n"
     "  bench ops      time the conv layers of a network against a bare BLIS sgemm\n"
+    "  bench step     images/s of training steps of an architecture\n"
     "\n"
     "Each command has --help.\n"
     "\n"
