@@ -5,6 +5,13 @@
  *   A = W * [X_b, X_{b-1}, ..., X_{b-M}]   (v1: A = W * X_b)     (N, 4*C_out, H', W')
  *   I, F, O = sigmoid(A_i, A_f, A_o)   G = tanh(A_g)
  *   C_b = F . C_{b-1} + I . G          Y_b = O . tanh(C_b)
+ *
+ * State rules (docs/models.md): per batch slot; Normal(0, 0.001^2) rows per (seed, epoch, cell,
+ * slot) after a reset; a smaller batch reads the first rows, a larger one grows them from the
+ * slot mean; after a training forward the state is exactly that batch's rows. Eval forwards
+ * never touch the training state: eval_state reset starts from a fixed Normal(0, 0.001^2) draw
+ * (the release redraws; ours is the same every call so eval is deterministic), eval_state
+ * global from the slot mean of the training state.
  */
 #include <math.h>
 #include <stdio.h>
@@ -315,9 +322,11 @@ int graph_bconv_cell(struct ptl_model *m, const char *name, int x, int c_out, in
         return -1;
     if (version != 1 && version != 2)
         return graph_fail(m, PTL_EINVAL, "bconv-cell '%s': version %d (1 or 2)", name, version);
-    const struct ptl_tensor *t = &m->tensors[x];
+    if (x < 0 || x >= m->n_tensors)
+        return graph_fail(m, PTL_EINVAL, "bconv-cell '%s': input is not a tensor", name);
+    const struct ptl_tensor t = m->tensors[x]; /* a copy: adding the node may move m->tensors */
     int hist = version == 2 ? m->cfg.cell_history : 0;
-    struct ptl_conv2d_shape s = {1, t->c * (1 + hist), t->h, t->w, 4 * c_out, k, k,
+    struct ptl_conv2d_shape s = {1, t.c * (1 + hist), t.h, t.w, 4 * c_out, k, k,
                                  stride, stride, pad, pad};
     int ho, wo;
     if (ptl_conv2d_output_size(&s, &ho, &wo) != 0)

@@ -255,10 +255,22 @@ static int graph_plan(struct ptl_model *m, int n)
     return PTL_OK;
 }
 
+/* Prefixes the kernel's message with the model and node. The message is copied first:
+ * formatting ptl_error_message() into the buffer it lives in would overlap. */
+static int node_error(const struct ptl_model *m, const struct ptl_node *node, int rc,
+                      const char *phase)
+{
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", ptl_error_message());
+    return ptl_error(rc, "%s: %s '%s'%s: %s", m->arch, node->ops->kind, node->name, phase, msg);
+}
+
 int ptl_model_forward(struct ptl_model *m, const float *input, int n, int train)
 {
     if (m == NULL || input == NULL || n < 1)
         return ptl_error(PTL_EINVAL, "model forward: needs a model, an input and a batch >= 1");
+    /* Until this forward completes there is nothing consistent to run backward on. */
+    m->last_train = 0;
     int rc = graph_plan(m, n);
     if (rc != 0)
         return rc;
@@ -267,8 +279,7 @@ int ptl_model_forward(struct ptl_model *m, const float *input, int n, int train)
         struct ptl_node *node = &m->nodes[i];
         rc = node->ops->forward(m, node, train);
         if (rc != 0)
-            return ptl_error(rc, "%s: %s '%s': %s", m->arch, node->ops->kind, node->name,
-                             ptl_error_message());
+            return node_error(m, node, rc, "");
     }
     m->last_train = train;
     return PTL_OK;
@@ -297,8 +308,7 @@ int ptl_model_backward(struct ptl_model *m, const float *const *d_outputs, float
         int rc = node->ops->backward(m, node);
         if (rc != 0) {
             m->tensors[m->input].needs_grad = 0;
-            return ptl_error(rc, "%s: %s '%s' backward: %s", m->arch, node->ops->kind, node->name,
-                             ptl_error_message());
+            return node_error(m, node, rc, " backward");
         }
     }
     if (d_input != NULL) {

@@ -91,6 +91,9 @@ struct ptl_model {
     /* Set by a constructor to initialise parameters its own way once they are allocated
      * (after PyTorch's default init); called by ptl_model_create. */
     void (*post_init)(struct ptl_model *m);
+    /* The post_init a backbone constructor had set when a network built over it (ptl.c) put
+     * its own in post_init: the wrapper's post_init calls this one first. */
+    void (*post_init_backbone)(struct ptl_model *m);
     int error;                  /* first builder error (0 if none) */
 
     /* Batch-dependent storage, laid out by graph_plan(). */

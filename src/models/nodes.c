@@ -59,8 +59,9 @@ int graph_conv_rect(struct ptl_model *m, const char *name, int x, int c_out, int
 {
     if (m->error)
         return -1;
-    const struct ptl_tensor *t = &m->tensors[x];
-    struct ptl_conv2d_shape s = {1, t->c, t->h, t->w, c_out, kh, kw, stride_h, stride_w, pad_h, pad_w};
+    /* Copied: graph_add_node may move m->tensors, which a pointer would not survive. */
+    const struct ptl_tensor t = m->tensors[x];
+    struct ptl_conv2d_shape s = {1, t.c, t.h, t.w, c_out, kh, kw, stride_h, stride_w, pad_h, pad_w};
     int ho, wo;
     if (ptl_conv2d_output_size(&s, &ho, &wo) != 0)
         return graph_fail(m, PTL_EINVAL, "conv '%s': %s", name, ptl_error_message());
@@ -76,7 +77,7 @@ int graph_conv_rect(struct ptl_model *m, const char *name, int x, int c_out, int
     node->a.conv.pad_h = pad_h;
     node->a.conv.pad_w = pad_w;
     char full[160];
-    int wshape[4] = {c_out, t->c, kh, kw};
+    int wshape[4] = {c_out, t.c, kh, kw};
     snprintf(full, sizeof full, "%s.weight", name);
     node->param[0] = graph_entry(m, full, PTL_ENTRY_PARAM, 4, wshape);
     if (bias) {

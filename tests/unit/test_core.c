@@ -125,6 +125,29 @@ Test(rng, distributions_have_the_right_moments)
     cr_assert_float_eq(sqrt(v), 2.0, 0.02);
 }
 
+Test(rng, fills_equal_single_draws_for_any_thread_count)
+{
+    enum { N = 100000 };
+    static float a[N], b[N];
+    struct ptl_rng r1, r2;
+    for (int threads = 1; threads <= 2; threads++) {
+        ptl_threads_set(threads);
+        ptl_rng_init(&r1, 5, 1);
+        ptl_rng_init(&r2, 5, 1);
+        ptl_rng_fill_normal(&r1, a, N, 0.0f, 1.0f);
+        for (int i = 0; i < N; i++)
+            b[i] = ptl_rng_normal(&r2);
+        cr_assert_arr_eq(a, b, sizeof a);
+        cr_assert_eq(r1.counter, r2.counter);
+        ptl_rng_fill_uniform(&r1, a, N, 0.0f, 1.0f);
+        for (int i = 0; i < N; i++)
+            b[i] = ptl_rng_uniform(&r2);
+        cr_assert_arr_eq(a, b, sizeof a);
+        cr_assert_eq(r1.counter, r2.counter);
+    }
+    ptl_threads_set(1);
+}
+
 Test(version, matches_package)
 {
     cr_assert_str_eq(ptl_version(), PACKAGE_VERSION_STRING);
