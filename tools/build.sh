@@ -14,7 +14,8 @@ if [ "${1:-}" = "--sanitizers" ]; then
 fi
 cd "$top"
 if [ ! -x configure ] || [ configure.ac -nt configure ]; then
-    ./autogen.sh >/dev/null
+    # quiet on success; on failure run again so its errors are shown
+    ./autogen.sh >/dev/null 2>&1 || ./autogen.sh
 fi
 mkdir -p "$dir"
 cd "$dir"
