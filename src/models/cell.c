@@ -20,6 +20,7 @@
 
 #include "models/cell.h"
 #include "models/graph.h"
+#include "ops/check.h"
 #include "ptl/core.h"
 
 /* Latent state of one cell: `slots` rows of C (per_c floats each) and, for v2, of the M
@@ -225,6 +226,9 @@ static int cell_forward(struct ptl_model *m, struct ptl_node *node, int train)
     rc = ptl_conv2d_forward(gates, gate_in, graph_param(m, node, 0), NULL, &cs, m->workspace);
     if (rc != 0)
         return rc;
+    /* The gate maths is element-wise: samples go to threads (the activation calls inside then
+     * run on one thread each). */
+#pragma omp parallel for if ((size_t)n * blk >= PTL_OMP_MIN_ELEMENTS)
     for (int b = 0; b < n; b++) {
         float *g = gates + (size_t)b * 4 * blk;
         ptl_sigmoid_forward(g, g, 3 * blk);
@@ -270,6 +274,7 @@ static int cell_backward(struct ptl_model *m, struct ptl_node *node)
     float *dxcat = da + (size_t)n * 4 * blk;
     float *conv_ws = d.m > 0 ? dxcat + (size_t)n * d.xcat_floats : dxcat;
 
+#pragma omp parallel for if ((size_t)n * blk >= PTL_OMP_MIN_ELEMENTS)
     for (int b = 0; b < n; b++) {
         const float *g = gates + (size_t)b * 4 * blk;
         const float *gi = g, *gf = g + blk, *go = g + 2 * blk, *gg = g + 3 * blk;
