@@ -45,7 +45,6 @@ union ptl_node_attrs {
     struct { int kh, kw, stride_h, stride_w, pad_h, pad_w, count_include_pad; } pool;
     struct { int h_out, w_out; } adaptive;
     struct { int out_features; } linear;
-    struct { int c0, count; } slice; /* channel slice [c0, c0 + count) */
     struct { int h0, count; } rows;  /* row slice [h0, h0 + count) */
     struct { int c_out, k, stride, pad, version, history; } cell;
 };
@@ -122,7 +121,6 @@ int graph_bn(struct ptl_model *m, const char *name, int x);
 int graph_bn_shared(struct ptl_model *m, const char *name, int x, int like_node);
 int graph_conv_shared(struct ptl_model *m, const char *name, int x, int like_node);
 int graph_relu(struct ptl_model *m, int x);
-int graph_sigmoid(struct ptl_model *m, int x);
 int graph_maxpool(struct ptl_model *m, int x, int kh, int kw, int stride_h, int stride_w,
                   int pad_h, int pad_w);
 int graph_avgpool(struct ptl_model *m, int x, int k, int stride, int pad, int count_include_pad);
@@ -180,7 +178,7 @@ static inline size_t graph_numel(const struct ptl_model *m, int t)
 }
 
 /* The op kinds (nodes.c, cell.c). */
-extern const struct ptl_node_ops ptl_node_conv, ptl_node_bn, ptl_node_relu, ptl_node_sigmoid,
+extern const struct ptl_node_ops ptl_node_conv, ptl_node_bn, ptl_node_relu,
     ptl_node_maxpool, ptl_node_avgpool, ptl_node_adaptive_avgpool, ptl_node_adaptive_maxpool,
     ptl_node_add, ptl_node_concat, ptl_node_rows, ptl_node_linear;
 

@@ -227,23 +227,6 @@ static int relu_backward(struct ptl_model *m, struct ptl_node *node)
 }
 const struct ptl_node_ops ptl_node_relu = {"relu", NULL, NULL, relu_forward, relu_backward, NULL};
 
-static int sigmoid_forward(struct ptl_model *m, struct ptl_node *node, int train)
-{
-    (void)train;
-    return ptl_sigmoid_forward(graph_act(m, node->out), graph_act(m, node->in[0]),
-                               (size_t)m->batch * graph_numel(m, node->out));
-}
-static int sigmoid_backward(struct ptl_model *m, struct ptl_node *node)
-{
-    float *d_in = graph_act_grad(m, node->in[0]);
-    if (d_in == NULL)
-        return 0;
-    return ptl_sigmoid_backward(d_in, graph_act_grad(m, node->out), graph_act(m, node->out),
-                                (size_t)m->batch * graph_numel(m, node->out));
-}
-const struct ptl_node_ops ptl_node_sigmoid = {"sigmoid", NULL, NULL, sigmoid_forward,
-                                              sigmoid_backward, NULL};
-
 static int unary(struct ptl_model *m, const struct ptl_node_ops *ops, int x)
 {
     if (m->error)
@@ -255,10 +238,6 @@ static int unary(struct ptl_model *m, const struct ptl_node_ops *ops, int x)
 int graph_relu(struct ptl_model *m, int x)
 {
     return unary(m, &ptl_node_relu, x);
-}
-int graph_sigmoid(struct ptl_model *m, int x)
-{
-    return unary(m, &ptl_node_sigmoid, x);
 }
 
 /* ---------------- pooling ---------------- */
