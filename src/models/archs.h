@@ -24,6 +24,10 @@ int densenet_backbone(struct ptl_model *m, const char *arch, const char *prefix,
 /* Whole networks (graph_input .. graph_output), by architecture name. A constructor only builds
  * the graph: ptl_model_create then allocates the parameters, applies PyTorch's default
  * initialisers and calls m->post_init if the constructor set it. */
+/* torchvision's classification head on a backbone's last tensor: global average pool ->
+ * output "features", linear `fc_name` (role head) -> output "logits". */
+void classifier_head(struct ptl_model *m, int last, const char *fc_name);
+
 int build_resnet(struct ptl_model *m, const char *arch);
 int build_densenet(struct ptl_model *m, const char *arch);
 int build_ptl(struct ptl_model *m, const char *arch);

@@ -37,6 +37,16 @@ static const char *const *arch_names_table(void)
     return names;
 }
 
+void classifier_head(struct ptl_model *m, int last, const char *fc_name)
+{
+    int f = graph_adaptive_avgpool(m, last, 1, 1);
+    graph_output(m, "features", f);
+    enum ptl_role saved = m->role;
+    m->role = PTL_ROLE_HEAD;
+    graph_output(m, "logits", graph_linear(m, fc_name, f, m->cfg.classes, 1));
+    m->role = saved;
+}
+
 const char *const *ptl_model_arch_names(void)
 {
     return arch_names_table();

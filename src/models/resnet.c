@@ -145,10 +145,6 @@ int build_resnet(struct ptl_model *m, const char *arch)
     graph_input(m, m->cfg.in_c, m->cfg.in_h, m->cfg.in_w);
     if (resnet_backbone(m, arch, "", &bb) != 0)
         return m->error;
-    int f = graph_adaptive_avgpool(m, bb.last, 1, 1);
-    graph_output(m, "features", f);
-    m->role = PTL_ROLE_HEAD;
-    graph_output(m, "logits", graph_linear(m, "fc", f, m->cfg.classes, 1));
-    m->role = PTL_ROLE_BACKBONE;
+    classifier_head(m, bb.last, "fc");
     return m->error;
 }
