@@ -7,5 +7,8 @@
 #include "ptl/model.h"
 #include "ptl/io.h"
 #include "ptl/train.h"
+#include "ptl/data.h"
+#include "ptl/eval.h"
+#include "ptl/config.h"
 
 #endif

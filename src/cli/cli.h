@@ -19,4 +19,14 @@ int ptl_cli_model(int argc, char **argv);
 /* ptl forward: runs a model with imported weights on an HDF5 input. */
 int ptl_cli_forward(int argc, char **argv);
 
+/* ptl data pack | info: packed HDF5 datasets (data_cmd.c). */
+int ptl_cli_data(int argc, char **argv);
+
+/* ptl plot METRICS.jsonl -o OUT.png: training curves (plot.c). */
+int ptl_cli_plot(int argc, char **argv);
+
+/* ptl train CONFIG --out RUN_DIR [...] and ptl eval CONFIG --weights W (train_cmd.c). */
+int ptl_cli_train(int argc, char **argv);
+int ptl_cli_eval(int argc, char **argv);
+
 #endif

@@ -14,6 +14,11 @@ static const char usage[] =
     "Fine-tunes convolutional networks with Progressive Transfer Learning on CPU clusters.\n"
     "\n"
     "Commands:\n"
+    "  train          fine-tune a model from a YAML config (ptl train --help)\n"
+    "  eval           evaluate weights on a config's evaluation data\n"
+    "  data pack      pack a dataset into one HDF5 file\n"
+    "  data info      what a dataset or packed file holds\n"
+    "  plot           draw the curves of a run's metrics.jsonl into a PNG\n"
     "  model list     the architectures ptl builds\n"
     "  model summary  layer table, parameter counts and FLOPs of an architecture\n"
     "  forward        run a model with imported weights on an HDF5 input\n"
@@ -48,6 +53,14 @@ int main(int argc, char **argv)
         return ptl_cli_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "model") == 0)
         return ptl_cli_model(argc - 1, argv + 1);
+    if (strcmp(cmd, "train") == 0)
+        return ptl_cli_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0)
+        return ptl_cli_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "data") == 0)
+        return ptl_cli_data(argc - 1, argv + 1);
+    if (strcmp(cmd, "plot") == 0)
+        return ptl_cli_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "forward") == 0)
         return ptl_cli_forward(argc - 1, argv + 1);
     fprintf(stderr, "ptl: unknown command '%s' (see ptl --help)\n", cmd);

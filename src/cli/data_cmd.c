@@ -1,0 +1,9 @@
+/* placeholder: being written */
+#include <stdio.h>
+#include "cli/cli.h"
+int ptl_cli_data(int argc, char **argv)
+{
+    (void)argc; (void)argv;
+    fputs("ptl: not built yet\n", stderr);
+    return 1;
+}

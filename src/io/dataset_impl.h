@@ -1,0 +1,49 @@
+/* The inside of struct ptl_dataset, shared by the readers (idx.c, cifar.c, packed.c,
+ * folders.c, reid.c) and the front end (dataset.c). A reader fills the metadata arrays and
+ * either `pixels` (all images in memory, small sources) or the `read` hook. */
+#ifndef PTL_IO_DATASET_IMPL_H
+#define PTL_IO_DATASET_IMPL_H
+
+#include <stdint.h>
+
+#include "ptl/data.h"
+
+struct ptl_dataset {
+    char format[32];
+    char root[4096];   /* the path given to ptl_dataset_open */
+    char split[32];
+    int n;
+    int c, h, w;
+    int classes;
+    int32_t *labels;   /* n (owned) */
+    int32_t *cameras;  /* n or NULL (owned) */
+    char **paths;      /* n or NULL (owned, each malloc'd) */
+    int skipped;
+    uint8_t *pixels;   /* n * c * h * w, or NULL when `read` is set (owned) */
+    /* Reads one sample i into out (c * h * w bytes). */
+    int (*read)(struct ptl_dataset *ds, int i, uint8_t *out);
+    void (*close)(struct ptl_dataset *ds); /* frees `priv` */
+    void *priv;
+};
+
+/* Readers: each fills ds (format, n, shape, classes, labels, ...) for ds->split from ds->root.
+ * Return 0 or a PTL_E* code with a message naming the file. */
+int ptl_idx_open(struct ptl_dataset *ds, const struct ptl_data_options *o);
+int ptl_cifar_open(struct ptl_dataset *ds, const struct ptl_data_options *o, int hundred);
+int ptl_packed_open(struct ptl_dataset *ds, const struct ptl_data_options *o);
+int ptl_folders_open(struct ptl_dataset *ds, const struct ptl_data_options *o);
+/* layout: "market1501", "dukemtmc", "cuhk03-labeled", "cuhk03-detected", "msmt17" */
+int ptl_reid_open(struct ptl_dataset *ds, const struct ptl_data_options *o, const char *layout);
+
+/* Image files (image.c), JPEG or PNG recognised by content, not name. Errors name the file.
+ * ptl_image_size: the file's own size. ptl_image_load: decodes into out (c * h * w bytes,
+ * (C, H, W) order) with c = 1 (grey) or 3 (RGB), converting as needed, resized bilinearly
+ * (like PIL's resize) from the file's size to h x w. */
+int ptl_image_size(const char *path, int *h, int *w);
+int ptl_image_load(const char *path, int c, int h, int w, uint8_t *out);
+
+/* Detects the format of the source at path ("idx", "cifar10", "market1501", ...) or returns
+ * PTL_EFORMAT naming what was looked for. */
+int ptl_data_detect(const char *path, char *format, size_t size);
+
+#endif
