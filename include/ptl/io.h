@@ -25,6 +25,10 @@ enum ptl_load_mode {
                              in the file and every dataset of the file in the model */
     PTL_LOAD_PARTIAL = 1, /* load what matches by name; missing and unexpected names are
                              reported, not errors (starting a PTL model from a backbone) */
+    PTL_LOAD_BACKBONE = 2, /* like PARTIAL, but only entries whose role is the backbone: the
+                              head (and any PTL branch) keeps its fresh initialisation, even
+                              where the file has entries of the same name (fine-tuning a
+                              pre-trained classifier onto new classes) */
 };
 
 struct ptl_load_report {

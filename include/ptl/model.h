@@ -86,6 +86,8 @@ size_t ptl_model_param_floats_in(const struct ptl_model *m, enum ptl_role role);
  * "triplet.<i>" global features). */
 int ptl_model_output_count(const struct ptl_model *m);
 const char *ptl_model_output_name(const struct ptl_model *m, int i);
+/* Values per sample of output i (known from construction), or -1 for a bad index. */
+int ptl_model_output_dim(const struct ptl_model *m, int i);
 /* Values of output i after a forward: (N, dim). */
 const float *ptl_model_output(const struct ptl_model *m, int i, int *dim);
 

@@ -83,6 +83,7 @@ struct load_ctx {
     size_t n_items;
     long *match; /* per model entry: index into items, or -1 */
     float *staging;
+    int backbone_only; /* PTL_LOAD_BACKBONE: entries of other roles are not matched */
 };
 
 static void load_ctx_free(struct load_ctx *c)
@@ -258,6 +259,10 @@ static int match_entries(struct load_ctx *c, const struct ptl_model *m, size_t *
     *staging_floats = 0;
     for (size_t i = 0; i < n; i++) {
         const struct ptl_entry *e = ptl_model_entry(m, i);
+        if (c->backbone_only && e->role != PTL_ROLE_BACKBONE) {
+            c->match[i] = -1; /* left as initialised; the file's copy counts as unexpected */
+            continue;
+        }
         struct file_item key = {.name = (char *)e->name};
         struct file_item *it = bsearch(&key, c->items, c->n_items, sizeof key, cmp_item);
         c->match[i] = it ? it - c->items : -1;
@@ -418,9 +423,9 @@ int ptl_weights_load(struct ptl_model *m, const char *path, enum ptl_load_mode m
         memset(report, 0, sizeof *report);
     if (m == NULL || path == NULL)
         return ptl_error(PTL_EINVAL, "weights load: needs a model and a path");
-    if (mode != PTL_LOAD_STRICT && mode != PTL_LOAD_PARTIAL)
+    if (mode != PTL_LOAD_STRICT && mode != PTL_LOAD_PARTIAL && mode != PTL_LOAD_BACKBONE)
         return ptl_error(PTL_EINVAL, "weights %s: unknown load mode %d", path, (int)mode);
-    struct load_ctx c = {.path = path, .file = -1};
+    struct load_ctx c = {.path = path, .file = -1, .backbone_only = mode == PTL_LOAD_BACKBONE};
     struct ptl_h5_quiet q;
     ptl_h5_quiet_begin(&q);
     int rc = load_validated(&c, m, mode, report);

@@ -430,6 +430,11 @@ const float *ptl_model_output(const struct ptl_model *m, int i, int *dim)
         *dim = (int)graph_numel(m, t);
     return m->act + m->tensors[t].offset;
 }
+int ptl_model_output_dim(const struct ptl_model *m, int i)
+{
+    return i < 0 || i >= m->n_outputs ? -1 : (int)graph_numel(m, m->outputs[i].tensor);
+}
+
 double ptl_model_flops(const struct ptl_model *m)
 {
     double f = 0;

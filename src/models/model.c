@@ -26,7 +26,8 @@ static const struct arch archs[] = {
     {"ptlv2-resnet18-small", build_ptl}, {"ptlv2-densenet121", build_ptl},
     {"ptlv2-densenet161", build_ptl},    {"ptlv2-densenet169", build_ptl},
     {"ptlv2-densenet-bc-100", build_ptl}, {"mgn", build_mgn},
-    {"mgn-ptl", build_mgn},
+    {"mgn-ptl", build_mgn},              {"resnet18-narrow", build_resnet},
+    {"ptl-resnet18-narrow", build_ptl},  {"ptlv2-resnet18-narrow", build_ptl},
 };
 
 static const char *const *arch_names_table(void)

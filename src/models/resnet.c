@@ -1,4 +1,4 @@
-/* ResNet-18/34/50/101 (and the 32x32 "resnet18-small") as graphs with exactly torchvision's
+/* ResNet-18/34/50/101 (and the 32x32 "resnet18-small" and "resnet18-narrow") as graphs with exactly torchvision's
  * module structure, so every state_dict name, shape and the entry order match
  * torchvision.models.resnetXX() and its weights load strictly.
  *
@@ -17,12 +17,14 @@ struct resnet_spec {
     int bottleneck;  /* 0: BasicBlock (expansion 1), 1: Bottleneck (expansion 4) */
     int blocks[4];
     int small;       /* 3x3 stride-1 stem without max-pool, for 28x28 / 32x32 images */
+    int width;       /* planes of layer1 (doubling per layer): torchvision's 64; 16 for the
+                        narrow variant, ~16x cheaper, for quick experiments on small images */
 };
 
 static const struct resnet_spec specs[] = {
-    {"resnet18", 0, {2, 2, 2, 2}, 0},       {"resnet34", 0, {3, 4, 6, 3}, 0},
-    {"resnet50", 1, {3, 4, 6, 3}, 0},       {"resnet101", 1, {3, 4, 23, 3}, 0},
-    {"resnet18-small", 0, {2, 2, 2, 2}, 1},
+    {"resnet18", 0, {2, 2, 2, 2}, 0, 64},      {"resnet34", 0, {3, 4, 6, 3}, 0, 64},
+    {"resnet50", 1, {3, 4, 6, 3}, 0, 64},      {"resnet101", 1, {3, 4, 23, 3}, 0, 64},
+    {"resnet18-small", 0, {2, 2, 2, 2}, 1, 64}, {"resnet18-narrow", 0, {2, 2, 2, 2}, 1, 16},
 };
 
 /* The spec whose name `arch` ends with ("ptl-resnet50" -> resnet50), longest match first so
@@ -119,18 +121,18 @@ int resnet_backbone(struct ptl_model *m, const char *arch, const char *prefix,
     char b[128];
     int x;
     if (s->small) {
-        x = graph_conv(m, nm(b, sizeof b, prefix, "conv1"), m->input, 64, 3, 1, 1, 0);
+        x = graph_conv(m, nm(b, sizeof b, prefix, "conv1"), m->input, s->width, 3, 1, 1, 0);
         x = graph_relu(m, graph_bn(m, nm(b, sizeof b, prefix, "bn1"), x));
     } else {
-        x = graph_conv(m, nm(b, sizeof b, prefix, "conv1"), m->input, 64, 7, 2, 3, 0);
+        x = graph_conv(m, nm(b, sizeof b, prefix, "conv1"), m->input, s->width, 7, 2, 3, 0);
         x = graph_relu(m, graph_bn(m, nm(b, sizeof b, prefix, "bn1"), x));
         x = graph_maxpool(m, x, 3, 3, 2, 2, 1, 1);
     }
     out->stage[out->n_stages++] = x;
-    static const int planes[4] = {64, 128, 256, 512};
     for (int l = 0; l < 4; l++) {
         for (int i = 0; i < s->blocks[l]; i++)
-            x = block(m, prefix, l + 1, i, x, planes[l], i == 0 && l > 0 ? 2 : 1, s->bottleneck);
+            x = block(m, prefix, l + 1, i, x, s->width << l, i == 0 && l > 0 ? 2 : 1,
+                      s->bottleneck);
         out->stage[out->n_stages++] = x;
     }
     out->last = x;

@@ -1,4 +1,53 @@
-/* placeholder */
+/* The training loop of `ptl train` and the evaluation of `ptl eval` (one process; the
+ * distributed issue splits each global batch over ranks inside the same loop).
+ *
+ * A trainer holds every piece of run state explicitly - model, optimizer, sampler position,
+ * seeds, the latent states inside the model - so a checkpoint can capture it and a rank can
+ * own its part of it. */
 #ifndef PTL_TRAIN_LOOP_H
 #define PTL_TRAIN_LOOP_H
+
+#include <stdint.h>
+
+#include "ptl/config.h"
+#include "ptl/data.h"
+#include "ptl/model.h"
+#include "ptl/train.h"
+#include "train/evaluate.h"
+#include "train/loss.h"
+#include "train/pipeline.h"
+#include "train/progress.h"
+
+struct ptl_trainer {
+    const struct ptl_config *cfg;
+    char run_dir[4096];
+    struct ptl_split_view train;
+    struct ptl_evaluator eval;
+    struct ptl_model *model;
+    struct ptl_optimizer *optim;
+    struct ptl_schedule schedule;
+    struct ptl_sampler sampler;
+    struct ptl_augment augment;
+    struct ptl_loss loss;
+    struct ptl_progress progress;
+    uint64_t seed, sampler_seed, augment_seed;
+    int batch, in_c, in_h, in_w;
+    long epochs, max_steps; /* max_steps: global step the run ends at */
+    long step;              /* global steps done */
+    long epoch;             /* current epoch (0-based) */
+    int32_t *labels;        /* one batch */
+    float *x;               /* one batch of inputs */
+    struct ptl_eval_result last_eval;
+    int evaluated;
+};
+
+/* Trains as the config says, writing into run_dir (created if needed; a run_dir that already
+ * holds a run's metrics.jsonl is refused, so nothing saved is overwritten):
+ * config.yaml, metrics.jsonl, checkpoints/, final.h5. */
+int ptl_train_run(const struct ptl_config *cfg, const char *run_dir, struct ptl_eval_result *final,
+                  double *seconds);
+
+/* Builds the config's model for the evaluation data, loads `weights` strictly and evaluates. */
+int ptl_eval_run(const struct ptl_config *cfg, const char *weights, struct ptl_eval_result *r);
+
 #endif

@@ -39,7 +39,8 @@ Modes:
       (tests/reference/models.sh compares each while the next is generated).
 
 Backbones come from torchvision. resnet18-small is torchvision's resnet18 with conv1 replaced by
-Conv2d(3, 64, 3, 1, 1, bias=False) and the max-pool by Identity. densenet-bc-100 (no
+Conv2d(3, 64, 3, 1, 1, bias=False) and the max-pool by Identity; resnet18-narrow is the same with
+planes 16/32/64/128 (ptl_models.small_resnet18). densenet-bc-100 (no
 torchvision constructor) is torchvision.models.DenseNet(growth_rate=12, block_config=(16, 16,
 16), num_init_features=24, bn_size=4) with features.conv0 replaced by Conv2d(3, 24, 3, 1, 1,
 bias=False) and features.norm0/relu0/pool0 removed: the CIFAR DenseNet-BC (depth 100, growth
@@ -63,9 +64,12 @@ import torch.nn.functional as F
 import torchvision
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import ptl_models  # noqa: E402  (the PTL / PTL-v2 / MGN reference, beside this file)
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 TORCHVISION_DENSENETS = ("densenet121", "densenet161", "densenet169")
-BACKBONES = TORCHVISION_RESNETS + TORCHVISION_DENSENETS + ("resnet18-small", "densenet-bc-100")
+BACKBONES = TORCHVISION_RESNETS + TORCHVISION_DENSENETS + ("resnet18-small", "resnet18-narrow",
+                                                               "densenet-bc-100")
 
 
 def registry_archs():
@@ -81,7 +85,7 @@ def registry_archs():
 def default_input(arch):
     if arch.startswith("mgn"):
         return (3, 384, 128)
-    if arch.endswith("-small") or arch.endswith("densenet-bc-100"):
+    if arch.endswith(("-small", "-narrow", "densenet-bc-100")):
         return (3, 32, 32)
     return (3, 224, 224)
 
@@ -103,11 +107,8 @@ def build_backbone(arch, classes):
     tv = torchvision.models
     if arch in TORCHVISION_RESNETS:
         return getattr(tv, arch)(num_classes=classes)
-    if arch == "resnet18-small":
-        m = tv.resnet18(num_classes=classes)
-        m.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        m.maxpool = nn.Identity()
-        return m
+    if arch in ptl_models.SMALL_RESNET_WIDTH:
+        return ptl_models.small_resnet18(ptl_models.SMALL_RESNET_WIDTH[arch], classes)
     if arch in TORCHVISION_DENSENETS:
         return getattr(tv, arch)(num_classes=classes)
     if arch == "densenet-bc-100":
@@ -142,8 +143,6 @@ def build(arch, classes, in_shape):
     """The reference network of `arch` with forward(x) -> OrderedDict of ptl's outputs."""
     if arch in BACKBONES:
         return BackboneNet(arch, classes)
-    sys.path.insert(0, HERE)
-    import ptl_models  # the PTL / PTL-v2 / MGN reference
     # eval_state "global": the eval forward starts from the training state averaged over
     # slots, which ptl reproduces exactly (the default "reset" draws a fresh random state).
     model = ptl_models.build(arch, classes, tuple(in_shape), eval_state="global")

@@ -51,7 +51,7 @@ fi
 # >= 4 values per channel (a 2x1 map at batch 2) and MGN's part maps have >= 3 rows.
 default_list="resnet18:3x64x32:2 resnet50:3x128x64:2 densenet121:3x64x64:2
 densenet-bc-100:3x32x32:2 resnet18-small:3x32x32:2 ptl-resnet18-small:3x32x32:2
-ptlv2-densenet-bc-100:3x32x32:2 mgn-ptl:3x96x32:2"
+ptlv2-densenet-bc-100:3x32x32:2 mgn-ptl:3x96x32:2 ptl-resnet18-narrow:3x32x32:2"
 list=$default_list
 if [ "$PTL_MODEL_ORACLE" = all ]; then
     # every other architecture the reference could build (those in counts.json's "archs")
@@ -61,7 +61,7 @@ archs = json.load(open(sys.argv[1]))["archs"]
 for a in archs:
     if a.startswith(("ptl-", "ptlv2-", "mgn")):
         shape = "3x96x32" if a.startswith("mgn") else \
-            "3x32x32" if a.endswith(("-small", "bc-100")) else "3x64x64"
+            "3x32x32" if a.endswith(("-small", "-narrow", "bc-100")) else "3x64x64"
         print(f"{a}:{shape}:2")
 EOF
 )

@@ -7,7 +7,7 @@ API
 ---
 build(arch, classes, in_shape, eval_state="reset", history=1) -> nn.Module
     arch: "ptl-<backbone>", "ptlv2-<backbone>" (backbone: resnet18, resnet34, resnet50,
-    resnet101, resnet18-small, densenet121, densenet161, densenet169, densenet-bc-100), "mgn",
+    resnet101, resnet18-small, resnet18-narrow, densenet121, densenet161, densenet169, densenet-bc-100), "mgn",
     "mgn-ptl". in_shape = (C, H, W). eval_state "reset" (cells start every eval forward from a
     fresh Normal(0, 0.001^2) draw) or "global" (from the training state averaged over slots);
     history = the v2 cells' depth M (ptl's cell_history).
@@ -151,15 +151,37 @@ class _StateMixin:
 
 
 # ---------------------------------------------------------------- backbones (torchvision names)
+def small_resnet18(width=64, classes=1000):
+    """torchvision's resnet18 with a 3x3 stride-1 stem and no max-pool ("resnet18-small"), and
+    with layer planes width, 2*width, 4*width, 8*width ("resnet18-narrow": width 16)."""
+    from torchvision.models.resnet import BasicBlock
+    m = torchvision.models.resnet18(num_classes=classes)
+    m.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+    m.maxpool = nn.Identity()
+    if width != 64:
+        # rebuild every layer at the new width (assigning keeps the state_dict order)
+        m.bn1 = nn.BatchNorm2d(width)
+        m.inplanes = width
+        for i in range(4):
+            setattr(m, "layer%d" % (i + 1),
+                    m._make_layer(BasicBlock, width << i, 2, stride=1 if i == 0 else 2))
+        m.fc = nn.Linear(8 * width, classes)
+    for mod in m.modules():  # torchvision's init of the convs
+        if isinstance(mod, nn.Conv2d):
+            nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+    return m
+
+
+SMALL_RESNET_WIDTH = {"resnet18-small": 64, "resnet18-narrow": 16}
+
+
 class _ResNetBackbone(nn.Module):
     """torchvision ResNet without avgpool/fc; stages = [stem, layer1, ..., layer4]."""
 
     def __init__(self, name):
         super().__init__()
-        small = name == "resnet18-small"
-        tv = getattr(torchvision.models, "resnet18" if small else name)()
-        if small:
-            tv.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        small = name in SMALL_RESNET_WIDTH
+        tv = small_resnet18(SMALL_RESNET_WIDTH[name]) if small else getattr(torchvision.models, name)()
         self.small = small
         self.mods = [("conv1", tv.conv1), ("bn1", tv.bn1), ("relu", tv.relu)]
         if not small:
@@ -380,8 +402,8 @@ class MGN(nn.Module, _StateMixin):
 
 
 def arch_names():
-    bbs = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet18-small", "densenet121",
-           "densenet161", "densenet169", "densenet-bc-100"]
+    bbs = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet18-small", "resnet18-narrow",
+           "densenet121", "densenet161", "densenet169", "densenet-bc-100"]
     return ["ptl-" + b for b in bbs] + ["ptlv2-" + b for b in bbs] + ["mgn", "mgn-ptl"]
 
 
@@ -399,7 +421,7 @@ def build(arch, classes, in_shape, eval_state="reset", history=1):
 if __name__ == "__main__":
     import sys
     for a in sys.argv[1:] or arch_names():
-        shape = (3, 96, 32) if a.startswith("mgn") else (3, 32, 32) if ("small" in a or "bc-100" in a) else (3, 64, 64)
+        shape = (3, 96, 32) if a.startswith("mgn") else (3, 32, 32) if ("small" in a or "narrow" in a or "bc-100" in a) else (3, 64, 64)
         m = build(a, 10, shape)
         n = sum(t.numel() for t in m.parameters())
         print("%-24s %12d parameters, %d entries, states %s" % (a, n, len(m.state_dict()), m.state_names()[:3]))
