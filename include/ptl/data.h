@@ -71,13 +71,16 @@ int ptl_data_pack(const char *src, const char *out, const struct ptl_data_option
 int ptl_data_info(const char *path, const struct ptl_data_options *o, void *file /* FILE * */);
 
 /* ---- samplers: which samples make each batch of an epoch ----
- * The order of epoch e is drawn from the stream of (seed, e) alone, so any rank can compute any
- * part of it. Indices refer to the `pool` given at init (positions into a dataset). */
+ * The order of epoch e is drawn from the stream of (seed, e) alone (a sampler-only stream,
+ * distinct from the augmentation streams of the same seed), so any rank can compute any part
+ * of it. The order holds the dataset indices of the `pool` given at init. */
 enum ptl_sampler_kind {
     PTL_SAMPLER_SHUFFLE = 0, /* a seeded permutation of the pool; the last partial batch is
                                 dropped in training */
-    PTL_SAMPLER_PK = 1,      /* P identities x K images: identities shuffled, each contributes K
-                                of its images (drawn with replacement when it has fewer) */
+    PTL_SAMPLER_PK = 1,      /* P identities x K images, like the MGN release's RandomSampler:
+                                every identity once per epoch in shuffled order, each giving K
+                                distinct images (drawn with replacement when it has fewer);
+                                n_identities / P batches per epoch */
 };
 
 struct ptl_sampler {
@@ -94,13 +97,15 @@ struct ptl_sampler {
     void *priv;         /* implementation state */
 };
 
-/* pool: n dataset indices; labels: the label of each (needed by PK, may be NULL otherwise). */
+/* pool: n dataset indices; labels: the label of each (needed by PK, may be NULL otherwise).
+ * PTL_EINVAL when a pool is smaller than one batch, P exceeds its identities or batch != P*K. */
 int ptl_sampler_init(struct ptl_sampler *s, enum ptl_sampler_kind kind, uint64_t seed, int batch,
                      int p, int k, const int32_t *pool, const int32_t *labels, int n);
 void ptl_sampler_free(struct ptl_sampler *s);
 /* Draws the order of epoch `epoch` (idempotent for the same epoch). */
 int ptl_sampler_set_epoch(struct ptl_sampler *s, long epoch);
-/* Dataset indices of global batch b of the current epoch: batch entries. */
+/* Dataset indices of global batch b of the current epoch: batch entries (NULL before the first
+ * set_epoch or when b is outside [0, batches_per_epoch)). */
 const int32_t *ptl_sampler_batch(const struct ptl_sampler *s, int b);
 
 /* ---- augmentation: uint8 (C, H, W) -> normalised float (C, out_h, out_w) ----
@@ -109,20 +114,30 @@ const int32_t *ptl_sampler_batch(const struct ptl_sampler *s, int b);
  * erase (area erase_area, aspect erase_ratio..1/erase_ratio, filled with the normalised mean,
  * i.e. 0, like the release's RandomErasing), then (x / 255 - mean[c]) / std[c]. Eval mode:
  * resize and normalise only. Every random draw comes from the stream (seed, key) where key
- * identifies the sample's use (the caller passes epoch * dataset_size + sample index). */
+ * identifies the sample's use: the training loop passes the sample's global slot since the
+ * start of training, (epoch * batches_per_epoch + batch) * batch + slot, so an augmentation
+ * never depends on the rank or thread that makes it, and a sample drawn twice in one P x K
+ * batch gets two different augmentations. */
 struct ptl_augment {
     int resize_h, resize_w; /* 0: no resize */
     float flip;             /* probability */
     int pad;
     float erase;            /* probability */
-    float erase_area[2];    /* default 0.02, 0.4 */
-    float erase_ratio;      /* default 0.3 */
+    float erase_area[2];    /* default 0.02, 0.4 (used when both are 0) */
+    float erase_ratio;      /* in (0, 1]; default 0.3 (used when 0) */
     int channels;
     float mean[3], std[3];
 };
 
 /* Output size of an augmented sample of an input of h x w. */
 void ptl_augment_out_size(const struct ptl_augment *a, int h, int w, int *out_h, int *out_w);
+/* The checks ptl_augment_apply makes, for a c x h x w input: call it once before a parallel
+ * loop over samples, where a per-thread error message would be lost. */
+int ptl_augment_validate(const struct ptl_augment *a, int c, int h, int w);
+/* dst: c * out_h * out_w floats. Resize is bilinear with half-pixel centres and no
+ * antialiasing (torch's interpolate(mode="bilinear", align_corners=False)); the pad is pixel
+ * value 0 (black, before normalisation) like torchvision's RandomCrop(padding=pad). Pure and
+ * thread-safe: call it from parallel loops. PTL_EINVAL on bad settings or c != channels. */
 int ptl_augment_apply(const struct ptl_augment *a, const uint8_t *src, int c, int h, int w,
                       float *dst, int train, uint64_t seed, uint64_t key);
 

@@ -184,7 +184,9 @@ int ptl_view_batch(struct ptl_split_view *v, const int32_t *indices, int n,
         v->raw = r;
         v->raw_cap = n;
     }
-    int rc = ptl_dataset_read(v->ds, indices, n, v->raw);
+    int rc = ptl_augment_validate(a, v->c, v->h, v->w);
+    if (rc == 0)
+        rc = ptl_dataset_read(v->ds, indices, n, v->raw);
     if (rc != 0)
         return rc;
     int oh, ow;
@@ -196,7 +198,6 @@ int ptl_view_batch(struct ptl_split_view *v, const int32_t *indices, int n,
         failed |= ptl_augment_apply(a, v->raw + (size_t)j * sample, v->c, v->h, v->w,
                                     x + (size_t)j * out, train, seed, key0 + (uint64_t)j) != 0;
     if (failed)
-        return ptl_error(PTL_EINVAL, "data %s: augmentation failed (augment.* settings)",
-                         v->split);
+        return ptl_error(PTL_EINVAL, "data %s: augmentation failed", v->split);
     return PTL_OK;
 }
