@@ -89,6 +89,10 @@ struct ptl_schedule {
 
 /* Learning rate for global step `step` (0-based) taken during epoch `epoch` (0-based). */
 float ptl_schedule_lr(const struct ptl_schedule *s, long step, long epoch);
+/* 0 if s is usable (known kind, lr and gamma >= 0, 0..16 milestones >= 0, cosine t_max >= 1,
+ * warmup_steps >= 0 with warmup_factor in (0, 1] when warming up), else PTL_EINVAL with a
+ * message naming the field. ptl_schedule_lr assumes a checked schedule. */
+int ptl_schedule_check(const struct ptl_schedule *s);
 
 #ifdef __cplusplus
 }

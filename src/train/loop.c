@@ -153,7 +153,7 @@ static int schedule_from_config(struct ptl_schedule *s, const struct ptl_config 
     s->eta_min = (float)ptl_config_float(cfg, "schedule.eta_min");
     s->warmup_steps = ptl_config_int(cfg, "schedule.warmup_steps");
     s->warmup_factor = (float)ptl_config_float(cfg, "schedule.warmup_factor");
-    return PTL_OK;
+    return ptl_schedule_check(s);
 }
 
 static void trainer_free(struct ptl_trainer *t)
