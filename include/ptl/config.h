@@ -30,7 +30,8 @@ struct ptl_config_key {
     enum ptl_config_type type;
     const char *def;          /* default, in YAML text form ("0.01", "[0.5]", "sgd", "") */
     double min, max;          /* numeric range, inclusive (also for list items); min > max: none */
-    const char *choices;      /* PTL_CFG_ENUM: "sgd|adam" */
+    const char *choices;      /* PTL_CFG_ENUM: "sgd|adam"; lists: the allowed item counts
+                                 ("2", "1|3"), NULL: any count up to max_items */
     int max_items;            /* lists: at most this many items (0: no limit up to 64) */
     const char *doc;          /* one line for docs/config.md and --list-keys */
 };
@@ -64,6 +65,13 @@ int ptl_config_list(const struct ptl_config *c, const char *key, double *out, in
 int ptl_config_line(const struct ptl_config *c, const char *key);
 /* The file name given to ptl_config_load ("(defaults)" for NULL). */
 const char *ptl_config_path(const struct ptl_config *c);
+
+/* Records an error about a key's resolved value, for checks that span keys (data.batch vs
+ * data.pk), in the same format as the loader's: "FILE:LINE: KEY: message" for a value from the
+ * file, "--set KEY=VALUE: KEY: message" for a --set value, "FILE: KEY (default): message" for a
+ * default. Returns PTL_EINVAL. Unknown keys are a programming error (abort). */
+int ptl_config_error(const struct ptl_config *c, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Writes the schema as a Markdown table (key, type, default, range/choices, meaning). */
 void ptl_config_print_keys(const struct ptl_config_key *schema, void *file /* FILE * */);
