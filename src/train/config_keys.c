@@ -26,20 +26,19 @@ static const struct ptl_config_key train_keys[] = {
     {"run.log_every", PTL_CFG_INT, "50", 1, UP, NULL, 0,
      "steps between progress lines when stderr is not a terminal"},
     {"run.debug_log", PTL_CFG_BOOL, "false", NONE, NULL, 0,
-     "also write RUN_DIR/debug.log (per-step details)"},
+     "also write RUN_DIR/debug.log: one line per step (batch, loss, lr, phase times)"},
 
     /* model */
-    {"model.arch", PTL_CFG_STRING, "resnet18-small", NONE, NULL, 0,
+    {"model.arch", PTL_CFG_STRING, "resnet18-narrow", NONE, NULL, 0,
      "architecture (`ptl model list`); checked when the run starts"},
     {"model.classes", PTL_CFG_INT, "0", 0, 1000000, NULL, 0,
      "classifier outputs; 0 = number of training labels of the data"},
     {"model.weights", PTL_CFG_STRING, "", NONE, NULL, 0,
      "HDF5 weights to start from (\"\" = fresh initialisation)"},
-    {"model.load", PTL_CFG_ENUM, "partial", NONE, "partial|strict", 0,
-     "partial = load the names that match (a backbone into a PTL model), strict = all names"},
-    {"model.skip_head", PTL_CFG_BOOL, "false", NONE, NULL, 0,
-     "do not load classifier weights (fc.*, classifier.*, any entry whose role is head): "
-     "fine-tuning onto new classes"},
+    {"model.load", PTL_CFG_ENUM, "partial", NONE, "partial|strict|backbone", 0,
+     "partial = load the names that match (a backbone into a PTL model), strict = every name "
+     "must match, backbone = only the backbone's entries (the head and PTL branch stay freshly "
+     "initialised: fine-tuning onto new classes)"},
     {"model.eval_state", PTL_CFG_ENUM, "reset", NONE, "reset|global", 0,
      "BConv-Cell latent state at evaluation"},
     {"model.cell_history", PTL_CFG_INT, "1", 1, 8, NULL, 0, "BConv-Cell-v2 history depth M"},
@@ -133,11 +132,11 @@ static const struct ptl_config_key train_keys[] = {
 
     /* checkpoint */
     {"checkpoint.every_steps", PTL_CFG_INT, "0", 0, UP, NULL, 0,
-     "write a checkpoint every this many steps (0 = not by steps)"},
+     "save the weights to checkpoints/step-N.h5 every this many steps (0 = not by steps)"},
     {"checkpoint.every_minutes", PTL_CFG_FLOAT, "0", 0, UP, NULL, 0,
-     "write a checkpoint every this many minutes of wall time (0 = not by time)"},
+     "save the weights every this many minutes of wall time (0 = not by time)"},
     {"checkpoint.keep_last", PTL_CFG_INT, "3", 1, 1000, NULL, 0,
-     "checkpoints kept in the run directory (older ones are deleted)"},
+     "weight snapshots kept in checkpoints/ (older ones are deleted)"},
 
     {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
 };

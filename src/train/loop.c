@@ -1,5 +1,6 @@
 /* The training loop (loop.h): data -> augment -> forward -> loss -> backward -> optimizer,
  * evaluations, weight snapshots, metrics and the final weights. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,8 @@ static int schedule_from_config(struct ptl_schedule *s, const struct ptl_config 
 
 static void trainer_free(struct ptl_trainer *t)
 {
+    if (t->debug)
+        fclose(t->debug);
     ptl_progress_close(&t->progress);
     ptl_loss_free(&t->loss);
     ptl_sampler_free(&t->sampler);
@@ -244,11 +247,13 @@ static int trainer_setup(struct ptl_trainer *t, const struct ptl_config *cfg)
 /* One optimizer step on global batch b of the current epoch. */
 static int train_step(struct ptl_trainer *t, int b)
 {
+    double t0 = ptl_now();
     const int32_t *idx = ptl_sampler_batch(&t->sampler, b);
     for (int j = 0; j < t->batch; j++)
         t->labels[j] = t->train.label_of[idx[j]];
     uint64_t key0 = (uint64_t)(t->epoch * t->sampler.batches_per_epoch + b) * (uint64_t)t->batch;
     int rc = ptl_view_batch(&t->train, idx, t->batch, &t->augment, 1, t->augment_seed, key0, t->x);
+    double t1 = ptl_now();
     if (rc == 0)
         rc = ptl_model_forward(t->model, t->x, t->batch, 1);
     if (rc == 0)
@@ -258,15 +263,26 @@ static int train_step(struct ptl_trainer *t, int b)
     if (t->loss.total != t->loss.total)
         return ptl_error(PTL_ERANGE, "train: the loss is NaN at step %ld (lower optim.lr?)",
                          t->step + 1);
+    double t2 = ptl_now();
     ptl_model_zero_grad(t->model);
     rc = ptl_model_backward(t->model, (const float *const *)t->loss.d_out, NULL);
     if (rc != 0)
         return rc;
+    double t3 = ptl_now();
     float lr = ptl_schedule_lr(&t->schedule, t->step, t->epoch);
     rc = ptl_optimizer_step(t->optim, lr);
     if (rc != 0)
         return rc;
+    double t4 = ptl_now();
     t->step++;
+    if (t->debug) {
+        fprintf(t->debug,
+                "step %ld epoch %ld batch %d samples %d..%d loss %.9g ce %.9g triplet %.9g "
+                "lr %.9g data %.4f forward %.4f backward %.4f optimizer %.4f s\n",
+                t->step, t->epoch, b, idx[0], idx[t->batch - 1], t->loss.total, t->loss.ce,
+                t->loss.triplet, (double)lr, t1 - t0, t2 - t1, t3 - t2, t4 - t3);
+        fflush(t->debug);
+    }
     ptl_progress_step(&t->progress, t->step, t->epoch, t->loss.total, t->loss.ce,
                       t->loss.triplet, lr, t->batch);
     return PTL_OK;
@@ -282,24 +298,60 @@ static int evaluate_now(struct ptl_trainer *t)
     return rc;
 }
 
-/* Weights snapshot checkpoints/step-<N>.h5, keeping the newest checkpoint.keep_last. (The
- * complete, resumable checkpoints come with the checkpoint issue.) */
+static int is_snapshot_name(const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(name, "step-", 5) == 0 && n > 8 && strcmp(name + n - 3, ".h5") == 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Deletes all but the newest `keep` snapshots (names sort by step: zero-padded). */
+static void prune_snapshots(const char *dir, long keep)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    char *names[4096];
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL && n < 4096;)
+        if (is_snapshot_name(e->d_name) && (names[n] = strdup(e->d_name)) != NULL)
+            n++;
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_names);
+    for (int i = 0; i < n; i++) {
+        if (i < n - keep) {
+            char path[8192];
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            unlink(path);
+        }
+        free(names[i]);
+    }
+}
+
+/* Weights snapshot checkpoints/step-<N>.h5 (every parameter and buffer by PyTorch name, like
+ * final.h5), keeping the newest checkpoint.keep_last. */
 static int snapshot(struct ptl_trainer *t)
 {
     char dir[4200], path[4300];
     join(dir, sizeof dir, t->run_dir, "checkpoints");
-    snprintf(path, sizeof path, "%s/step-%08ld.h5", dir, t->step);
+    snprintf(path, sizeof path, "%s/step-%010ld.h5", dir, t->step);
     int rc = ptl_weights_save(t->model, path);
-    if (rc != 0)
-        return rc;
-    long keep = ptl_config_int(t->cfg, "checkpoint.keep_last");
+    if (rc == 0)
+        prune_snapshots(dir, ptl_config_int(t->cfg, "checkpoint.keep_last"));
+    t->last_snapshot = ptl_now();
+    return rc;
+}
+
+static int snapshot_due(struct ptl_trainer *t)
+{
     long every = ptl_config_int(t->cfg, "checkpoint.every_steps");
-    for (long s = t->step - keep * every; s > 0; s -= every) {
-        snprintf(path, sizeof path, "%s/step-%08ld.h5", dir, s);
-        if (unlink(path) != 0 && errno == ENOENT)
-            break;
-    }
-    return PTL_OK;
+    double minutes = ptl_config_float(t->cfg, "checkpoint.every_minutes");
+    return (every > 0 && t->step % every == 0) ||
+           (minutes > 0 && ptl_now() - t->last_snapshot >= 60 * minutes);
 }
 
 static int run_files(struct ptl_trainer *t, const char *run_dir)
@@ -327,21 +379,26 @@ static int run_files(struct ptl_trainer *t, const char *run_dir)
     if (rc == 0)
         rc = ptl_progress_open(&t->progress, path, t->max_steps,
                                (int)ptl_config_int(t->cfg, "run.log_every"));
+    if (rc == 0 && ptl_config_bool(t->cfg, "run.debug_log")) {
+        rc = join(path, sizeof path, run_dir, "debug.log");
+        if (rc == 0 && (t->debug = fopen(path, "w")) == NULL)
+            rc = ptl_error(PTL_EIO, "%s: cannot open for writing: %s", path, strerror(errno));
+    }
     return rc;
 }
 
 static int train_loop(struct ptl_trainer *t)
 {
     long eval_every = ptl_config_int(t->cfg, "train.eval_every");
-    long ck_every = ptl_config_int(t->cfg, "checkpoint.every_steps");
     int rc = PTL_OK;
+    t->last_snapshot = ptl_now();
     for (t->epoch = 0; t->epoch < t->epochs && t->step < t->max_steps && rc == 0; t->epoch++) {
         rc = ptl_sampler_set_epoch(&t->sampler, t->epoch);
         ptl_model_reset_state(t->model, (uint64_t)t->epoch);
         for (int b = 0; rc == 0 && b < t->sampler.batches_per_epoch && t->step < t->max_steps;
              b++) {
             rc = train_step(t, b);
-            if (rc == 0 && ck_every > 0 && t->step % ck_every == 0)
+            if (rc == 0 && snapshot_due(t))
                 rc = snapshot(t);
         }
         if (rc == 0 && eval_every > 0 && (t->epoch + 1) % eval_every == 0 &&

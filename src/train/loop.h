@@ -39,6 +39,8 @@ struct ptl_trainer {
     float *x;               /* one batch of inputs */
     struct ptl_eval_result last_eval;
     int evaluated;
+    FILE *debug;            /* RUN_DIR/debug.log (run.debug_log), or NULL */
+    double last_snapshot;   /* ptl_now() of the last weights snapshot (or the start) */
 };
 
 /* Trains as the config says, writing into run_dir (created if needed; a run_dir that already

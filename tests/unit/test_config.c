@@ -105,7 +105,7 @@ Test(config, defaults_only)
     cr_assert_eq(ptl_config_float(c, "optim.weight_decay"), 5e-4);
     cr_assert_eq(ptl_config_float(c, "loss.margin"), 1.2);
     cr_assert_eq(ptl_config_bool(c, "run.debug_log"), 0);
-    cr_assert_str_eq(ptl_config_string(c, "model.arch"), "resnet18-small");
+    cr_assert_str_eq(ptl_config_string(c, "model.arch"), "resnet18-narrow");
     cr_assert_str_eq(ptl_config_string(c, "model.weights"), "");
     cr_assert_str_eq(ptl_config_string(c, "data.path"), "/usr/share/datasets/fashion-mnist");
     cr_assert_str_eq(ptl_config_string(c, "optim.name"), "sgd");
@@ -172,8 +172,8 @@ static const char *full_config =
     "  arch: ptl-resnet50   # a comment\n"
     "  classes: 751\n"
     "  weights: 'weights/r50 #1.h5'\n"
-    "  load: strict\n"
-    "  skip_head: True\n"
+    "  load: backbone\n"
+    "  # a comment line\n"
     "  eval_state: global\n"
     "  cell_history: 3\n"
     "data: {path: /data/market, format: market1501, size: [256, 128]}\n"
@@ -240,8 +240,7 @@ Test(config, full_file)
     cr_assert_eq(ptl_config_bool(c, "run.debug_log"), 1);
     cr_assert_str_eq(ptl_config_string(c, "model.arch"), "ptl-resnet50");
     cr_assert_str_eq(ptl_config_string(c, "model.weights"), "weights/r50 #1.h5");
-    cr_assert_str_eq(ptl_config_string(c, "model.load"), "strict");
-    cr_assert_eq(ptl_config_bool(c, "model.skip_head"), 1);
+    cr_assert_str_eq(ptl_config_string(c, "model.load"), "backbone");
     cr_assert_eq(ptl_config_int(c, "model.cell_history"), 3);
     cr_assert_str_eq(ptl_config_string(c, "data.path"), "/data/market");
     cr_assert_str_eq(ptl_config_string(c, "data.format"), "market1501");
@@ -624,7 +623,7 @@ Test(config, set_errors_name_the_argument)
     cr_assert_eq(ptl_config_float(c, "optim.lr"), 0.1);
     cr_assert_eq(ptl_config_line(c, "optim.lr"), 2);
     cr_assert_eq(list_item(c, "data.size", 0), 0);
-    cr_assert_str_eq(ptl_config_string(c, "model.arch"), "resnet18-small");
+    cr_assert_str_eq(ptl_config_string(c, "model.arch"), "resnet18-narrow");
     ptl_config_free(c);
 }
 
@@ -732,7 +731,7 @@ Test(config, round_trip_full_file)
                            "  seed: 9007199254740992\n"),
               "%s", text);
     cr_assert(strstr(text, "cfg.yaml:4)\n  threads: 4\n"), "%s", text);
-    cr_assert(strstr(text, "  # changed from the default \"resnet18-small\" ("), "%s", text);
+    cr_assert(strstr(text, "  # changed from the default \"resnet18-narrow\" ("), "%s", text);
     cr_assert(strstr(text, "  # changed from the default [0.5] (--set augment.mean=[0.1, "
                            "0.3333333333333333, -0.0])\n"
                            "  mean: [0.1, 0.3333333333333333, -0.0]\n"),
@@ -843,7 +842,7 @@ Test(config, written_yaml_is_plain_for_other_readers)
     cr_assert(strstr(text, "\n  eps: 1.0e-08\n"), "%s", text);
     cr_assert(strstr(text, "\n  ce: 1.0\n"), "%s", text);
     cr_assert(strstr(text, "\n  seed: 0\n"), "%s", text);
-    cr_assert(strstr(text, "\n  arch: \"resnet18-small\"\n"), "%s", text);
+    cr_assert(strstr(text, "\n  arch: \"resnet18-narrow\"\n"), "%s", text);
     cr_assert(strstr(text, "\n  betas: [0.9, 0.999]\n"), "%s", text);
     cr_assert(strstr(text, "\noptim:\n  name: sgd\n"), "%s", text);
     free(text);
