@@ -15,6 +15,7 @@
 static const char train_usage[] =
     "Usage: ptl train CONFIG.yaml --out RUN_DIR [--steps N] [--epochs E] [--seed S]\n"
     "                 [--set key=value]...\n"
+    "       ptl train CONFIG.yaml --dry-run [--set key=value]...\n"
     "       ptl train --list-keys\n"
     "\n"
     "Fine-tunes the model of CONFIG.yaml (docs/config.md lists every key and its default) on\n"
@@ -37,6 +38,8 @@ static const char train_usage[] =
     "  --epochs E        train for E epochs (--set train.epochs=E)\n"
     "  --seed S          seed of every random draw (--set run.seed=S)\n"
     "  --set key=value   override one config key (repeatable; YAML values: 0.1, true, [1, 2])\n"
+    "  --dry-run         check the config and print it resolved (every key) on stdout;\n"
+    "                    reads no data and writes nothing\n"
     "  --list-keys       print every config key as a Markdown table and exit\n"
     "  -h, --help        show this help and exit\n"
     "\n"
@@ -108,6 +111,7 @@ static void print_result(const char *what, const struct ptl_eval_result *r)
 int ptl_cli_train(int argc, char **argv)
 {
     const char *config = NULL, *out = NULL;
+    int dry_run = 0;
     /* --set values and the --steps/--epochs/--seed flags, as assignments in command-line order */
     char **sets = calloc((size_t)argc + 1, sizeof *sets);
     char (*flag_sets)[64] = calloc((size_t)argc + 1, sizeof *flag_sets);
@@ -123,6 +127,10 @@ int ptl_cli_train(int argc, char **argv)
             fputs(train_usage, stdout);
             status = 0;
             goto done;
+        }
+        if (strcmp(a, "--dry-run") == 0) {
+            dry_run = 1;
+            continue;
         }
         if (strcmp(a, "--list-keys") == 0) {
             ptl_config_print_keys(ptl_train_config_keys(), stdout);
@@ -161,7 +169,7 @@ int ptl_cli_train(int argc, char **argv)
             goto done;
         }
     }
-    if (config == NULL || out == NULL) {
+    if (config == NULL || (out == NULL && !dry_run)) {
         status = usage_error("train", "%s", config == NULL ? "needs CONFIG.yaml" : "needs --out RUN_DIR");
         goto done;
     }
@@ -169,6 +177,15 @@ int ptl_cli_train(int argc, char **argv)
     status = resolve_config(&cfg, "train", config, sets, n_sets);
     if (status != 0)
         goto done;
+    if (dry_run) {
+        char *text = ptl_config_text(cfg);
+        if (text)
+            fputs(text, stdout);
+        status = text ? 0 : 1;
+        free(text);
+        ptl_config_free(cfg);
+        goto done;
+    }
     struct ptl_eval_result r;
     double seconds = 0;
     if (ptl_train_run(cfg, out, &r, &seconds) != 0) {

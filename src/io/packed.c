@@ -30,7 +30,7 @@
 /* Target bytes of one image chunk, and the most samples in one: small enough that a random
  * sample costs little more than itself, large enough for cheap sequential reads (measured in
  * docs/data.md). */
-#define CHUNK_BYTES (256u << 10)
+#define CHUNK_BYTES (32u << 10)
 #define CHUNK_MAX_SAMPLES 64
 /* Samples per write while packing (rounded to whole chunks). */
 #define PACK_BATCH_BYTES (16u << 20)
@@ -461,11 +461,13 @@ static int corrupt(const char *path, const char *what)
                      ptl_h5_reason(why));
 }
 
-/* Integer attribute name of loc (scalar or first element), or < 0 if missing or not integer. */
+/* Integer attribute name of loc (one element): 0, -1 if missing or not an integer, -2 if
+ * HDF5 cannot even tell (damaged metadata; the reason is on its stack). */
 static int read_int_attr(hid_t loc, const char *name, int *v)
 {
-    if (H5Aexists(loc, name) <= 0)
-        return -1;
+    htri_t there = H5Aexists(loc, name);
+    if (there <= 0)
+        return there < 0 ? -2 : -1;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     hid_t t = a < 0 ? -1 : H5Aget_type(a);
     hid_t sp = a < 0 ? -1 : H5Aget_space(a);
@@ -539,7 +541,13 @@ static int open_file(const char *path, hid_t *file)
     if (*file < 0)
         return ptl_error(PTL_EFORMAT, "%s: truncated or corrupt (%s)", path, why);
     int version;
-    if (read_int_attr(*file, "ptl_packed_version", &version) != 0) {
+    int got = read_int_attr(*file, "ptl_packed_version", &version);
+    if (got == -2) {
+        int rc = ptl_error(PTL_EFORMAT, "%s: truncated or corrupt (%s)", path, ptl_h5_reason(why));
+        ptl_h5_close_id(file, H5Fclose);
+        return rc;
+    }
+    if (got != 0) {
         ptl_h5_close_id(file, H5Fclose);
         return ptl_error(PTL_EFORMAT,
                          "%s: not a ptl packed dataset (no ptl_packed_version attribute; "

@@ -77,6 +77,14 @@ grep_out "--out RUN_DIR"
 expect 0 "$ptl" train --list-keys
 grep_out "optim.lr"
 [ -e "$t/x" ] && fail "a rejected command line created $t/x"
+# every shipped example config is valid, and --dry-run prints it resolved
+for c in "$top_srcdir"/jobs/configs/*.yaml; do
+    expect 0 "$ptl" train "$c" --dry-run
+    grep_out "arch:"
+done
+expect 0 "$ptl" train "$t/small.yaml" --dry-run --set optim.lr=0.5
+grep_out "lr: 0.5"
+[ -e "$t/x" ] && fail "--dry-run wrote something"
 
 # ---- config errors: one line naming file, line and key; exit 1; nothing written ----
 printf 'optim:\n  lrr: 0.1\n' >"$t/bad-key.yaml"

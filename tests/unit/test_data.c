@@ -778,7 +778,7 @@ static struct ptl_dataset *fake_source(const char *split, int n)
     ds->n = n;
     ds->c = 3;
     ds->h = 40;
-    ds->w = 30; /* 3600 bytes: 64 samples a chunk */
+    ds->w = 30; /* 3600 bytes: 9 samples a chunk, so 150 samples span several */
     ds->classes = 4;
     ds->labels = malloc((size_t)n * sizeof(int32_t));
     ds->cameras = malloc((size_t)n * sizeof(int32_t));
