@@ -307,6 +307,62 @@ Test(weights, shape_mismatch_names_entry_and_both_shapes_in_both_modes)
     ptl_model_free(m9);
 }
 
+/* Backbone mode: a pre-trained classifier onto another class count, and a backbone into a PTL
+ * network; everything but the backbone keeps its initialisation. */
+Test(weights, backbone_mode_loads_only_backbone_entries)
+{
+    struct ptl_model_config c9 = {.classes = 9, .in_c = 1, .in_h = 8, .in_w = 8, .seed = 1};
+    struct ptl_model_config c5 = c9;
+    c5.classes = 5;
+    c5.seed = 2;
+    struct ptl_model *src, *dst, *ptl;
+    cr_assert_eq(ptl_model_create(&src, "resnet18-narrow", &c9), 0, "%s", ptl_error_message());
+    cr_assert_eq(ptl_model_create(&dst, "resnet18-narrow", &c5), 0);
+    cr_assert_eq(ptl_model_create(&ptl, "ptl-resnet18-narrow", &c5), 0);
+    const char *p = tmp_path("pretrained.h5");
+    cr_assert_eq(ptl_weights_save(src, p), 0);
+    cr_assert_eq(ptl_weights_load(dst, p, PTL_LOAD_PARTIAL, NULL), PTL_EINVAL);
+    assert_msg_has("fc.weight has shape [9,128]");
+
+    struct snapshot before = snap(dst), ptl_before = snap(ptl);
+    struct ptl_load_report r[2];
+    cr_assert_eq(ptl_weights_load(dst, p, PTL_LOAD_BACKBONE, &r[0]), 0, "%s",
+                 ptl_error_message());
+    cr_assert_eq(r[0].missing, 2);
+    cr_assert_eq(r[0].unexpected, 2);
+    cr_assert_str_eq(r[0].missing_names, "fc.weight, fc.bias");
+    cr_assert_eq(ptl_weights_load(ptl, p, PTL_LOAD_BACKBONE, &r[1]), 0, "%s",
+                 ptl_error_message());
+    cr_assert_eq(r[1].unexpected, 2);
+    for (int k = 0; k < 2; k++) {
+        struct ptl_model *m = k ? ptl : dst;
+        struct snapshot *old = k ? &ptl_before : &before;
+        size_t loaded = 0;
+        for (size_t i = 0; i < ptl_model_entry_count(m); i++) {
+            const struct ptl_entry *e = ptl_model_entry(m, i);
+            long j = ptl_model_find_entry(src, e->name);
+            const float *now = ptl_model_entry_data(m, i);
+            const float *was = (e->kind == PTL_ENTRY_PARAM ? old->params : old->buffers) +
+                               e->offset;
+            if (e->role == PTL_ROLE_BACKBONE) {
+                cr_assert(j >= 0, "%s not in the source", e->name);
+                cr_assert_eq(memcmp(now, ptl_model_entry_data(src, (size_t)j),
+                                    e->count * sizeof(float)), 0, "%s not loaded", e->name);
+                loaded++;
+            } else {
+                cr_assert_eq(memcmp(now, was, e->count * sizeof(float)), 0, "%s changed",
+                             e->name);
+            }
+        }
+        cr_assert_eq(r[k].loaded, loaded);
+    }
+    snap_free(&before);
+    snap_free(&ptl_before);
+    ptl_model_free(src);
+    ptl_model_free(dst);
+    ptl_model_free(ptl);
+}
+
 /* ---- broken files ---- */
 
 Test(weights, not_hdf5_empty_missing_and_directory)
