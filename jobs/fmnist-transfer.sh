@@ -57,7 +57,10 @@ arch_of() {
 
 # The run's final evaluation and wall time from its metrics.jsonl.
 top1_of() { grep '"kind":"eval"' "$1/metrics.jsonl" | tail -1 | sed 's/.*"top1":\([0-9.e-]*\).*/\1/'; }
-time_of() { grep '"event":"end"' "$1/metrics.jsonl" | tail -1 | sed 's/.*"time_s":\([0-9.e+-]*\).*/\1/'; }
+time_of() {
+    grep '"event":"end"' "$1/metrics.jsonl" | tail -1 |
+        sed 's/.*"time_s":\([0-9.e+-]*\).*/\1/' | awk '{printf "%.0f", $1}'
+}
 
 run() { # run DIR CONFIG FLAGS...: trains unless DIR already holds a finished run
     dir=$1; shift
