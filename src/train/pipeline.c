@@ -60,12 +60,12 @@ static int map_labels(struct ptl_split_view *v, const struct ptl_config *cfg)
 /* Keeps at most per_class samples of each label: a seeded shuffle of each label's samples
  * (its own stream, so the choice of one class does not depend on the others), then the
  * first per_class of them, restored to dataset order. */
-static void choose_per_class(struct ptl_split_view *v, long per_class, uint64_t seed)
+static int choose_per_class(struct ptl_split_view *v, long per_class, uint64_t seed)
 {
     int n = ptl_dataset_size(v->ds);
     int32_t *members = malloc((size_t)(n ? n : 1) * sizeof *members);
     if (members == NULL)
-        return;
+        return ptl_error(PTL_ENOMEM, "data %s: out of memory", v->split);
     for (int c = 0; c < v->classes; c++) {
         int m = 0;
         for (int i = 0; i < n; i++)
@@ -85,6 +85,7 @@ static void choose_per_class(struct ptl_split_view *v, long per_class, uint64_t 
             v->label_of[members[i]] = -1;
     }
     free(members);
+    return PTL_OK;
 }
 
 int ptl_view_open(struct ptl_split_view *v, const struct ptl_config *cfg, const char *split,
@@ -101,8 +102,11 @@ int ptl_view_open(struct ptl_split_view *v, const struct ptl_config *cfg, const 
     }
     ptl_dataset_shape(v->ds, &v->c, &v->h, &v->w);
     long per_class = ptl_config_int(cfg, "data.per_class");
-    if (train && per_class > 0)
-        choose_per_class(v, per_class, (uint64_t)ptl_config_int(cfg, "run.seed"));
+    if (train && per_class > 0 &&
+        (rc = choose_per_class(v, per_class, (uint64_t)ptl_config_int(cfg, "run.seed"))) != 0) {
+        ptl_view_close(v);
+        return rc;
+    }
     int n = ptl_dataset_size(v->ds);
     long eval_max = train ? 0 : ptl_config_int(cfg, "data.eval_max");
     v->pool = malloc((size_t)(n ? n : 1) * sizeof *v->pool);
