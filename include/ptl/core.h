@@ -42,6 +42,9 @@ void ptl_error_clear(void);
 /* Number of cores this process may run on (its CPU affinity mask). */
 int ptl_threads_available(void);
 
+/* Monotonic wall-clock seconds (CLOCK_MONOTONIC). */
+double ptl_now(void);
+
 /* Threads from the PTL_THREADS environment variable, else ptl_threads_available(). Returns a
  * negative code if PTL_THREADS is set but is not a positive integer. */
 int ptl_threads_from_env(void);

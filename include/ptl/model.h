@@ -120,6 +120,29 @@ int ptl_model_state_slots(const struct ptl_model *m, int i);
  * would do; NULL with a message on error. */
 float *ptl_model_state_data(struct ptl_model *m, int i, int slots);
 
+/* ---- Hooks for data parallelism (the dist layer sets them; one process needs none) ---- */
+
+/* Global index of this process's batch slot 0: a process holding slots [base, base + n) of a
+ * global batch draws the initial latent rows of those global slots, so a sharded run starts
+ * every cell exactly as one process with the whole batch would. */
+void ptl_model_set_slot_base(struct ptl_model *m, int base);
+
+/* Sums `count` doubles in place over all processes (MPI_Allreduce, MPI_SUM); 0 or PTL_E*. */
+typedef int (*ptl_model_sum_fn)(void *ctx, double *values, int count);
+/* SyncBN: with fn set, training-mode BatchNorm normalises with the statistics of the whole
+ * global batch (fn sums the per-channel sums in forward and the matching sums in backward).
+ * NULL turns it off (per-process statistics). */
+void ptl_model_set_bn_sum(struct ptl_model *m, ptl_model_sum_fn fn, void *ctx);
+
+/* Called during backward after every node, with the parameter entries whose gradients that node
+ * completed (count may be 0: the call is also a chance to progress communication). Entries no
+ * node uses are reported before the first node. */
+typedef void (*ptl_model_grads_ready_fn)(void *ctx, const int *entries, int count);
+int ptl_model_set_grads_ready(struct ptl_model *m, ptl_model_grads_ready_fn fn, void *ctx);
+/* The parameter entries in the order backward completes their gradients (the order the hook
+ * reports them), into order[ptl_model_entry_count]; returns how many, or a PTL_E* code. */
+int ptl_model_grad_order(struct ptl_model *m, int *order);
+
 /* Forward FLOPs per sample (multiply-adds counted as 2). */
 double ptl_model_flops(const struct ptl_model *m);
 

@@ -10,5 +10,6 @@
 #include "ptl/data.h"
 #include "ptl/eval.h"
 #include "ptl/config.h"
+#include "ptl/dist.h"
 
 #endif

@@ -32,7 +32,10 @@ static const char usage[] =
     "  -V, --version  show the version and exit\n"
     "\n"
     "Environment:\n"
-    "  PTL_THREADS    threads for BLIS GEMMs and OpenMP loops (default: cores of this process)\n";
+    "  PTL_THREADS    threads for BLIS GEMMs and OpenMP loops (default: SLURM_CPUS_PER_TASK,\n"
+    "                 else the cores of this process shared among the node's ranks)\n"
+    "\n"
+    "train and eval run over MPI ranks when started by mpirun or srun (docs/distributed.md).\n";
 
 int main(int argc, char **argv)
 {
@@ -53,10 +56,20 @@ int main(int argc, char **argv)
         return ptl_cli_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "model") == 0)
         return ptl_cli_model(argc - 1, argv + 1);
-    if (strcmp(cmd, "train") == 0)
-        return ptl_cli_train(argc - 1, argv + 1);
-    if (strcmp(cmd, "eval") == 0)
-        return ptl_cli_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "train") == 0 || strcmp(cmd, "eval") == 0) {
+        /* The distributed commands: ranks when started by mpirun/srun, else one process. */
+        if (ptl_dist_init(&argc, &argv) != 0) {
+            fprintf(stderr, "ptl %s: %s\n", cmd, ptl_error_message());
+            return 1;
+        }
+        /* Rank 0 alone reports results; every rank still reports its own errors. */
+        if (ptl_world()->rank != 0 && freopen("/dev/null", "w", stdout) == NULL)
+            return 1;
+        int status = strcmp(cmd, "train") == 0 ? ptl_cli_train(argc - 1, argv + 1)
+                                               : ptl_cli_eval(argc - 1, argv + 1);
+        ptl_dist_finalize();
+        return status;
+    }
     if (strcmp(cmd, "data") == 0)
         return ptl_cli_data(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0)

@@ -14,7 +14,8 @@
 
 static const char train_usage[] =
     "Usage: ptl train CONFIG.yaml --out RUN_DIR [--steps N] [--epochs E] [--seed S]\n"
-    "                 [--set key=value]...\n"
+    "                 [--trace TRACE.json] [--set key=value]...\n"
+    "       mpirun -n R ptl train CONFIG.yaml --out RUN_DIR ...   (or srun under Slurm)\n"
     "       ptl train CONFIG.yaml --dry-run [--set key=value]...\n"
     "       ptl train --list-keys\n"
     "\n"
@@ -31,12 +32,18 @@ static const char train_usage[] =
     "Progress goes to stderr: a live line on a terminal, else one line every run.log_every\n"
     "steps. The final evaluation is printed on stdout.\n"
     "\n"
+    "Over R MPI ranks each rank computes data.batch / R samples of every global batch, the\n"
+    "gradients are averaged, the BConv-Cell states merged (latent.*, dist.*); rank 0 writes\n"
+    "the files above and every rank a debug.rank<R>.log with run.debug_log.\n"
+    "\n"
     "Options:\n"
     "  --out RUN_DIR     where the run's files go (required)\n"
     "  --steps N         end the run at global step N, counted from the start of training\n"
     "                    (same as --set train.steps=N)\n"
     "  --epochs E        train for E epochs (--set train.epochs=E)\n"
     "  --seed S          seed of every random draw (--set run.seed=S)\n"
+    "  --trace FILE      write a Chrome trace (chrome://tracing, Perfetto) of every rank's\n"
+    "                    forward, backward, allreduce buckets, waits, merges and I/O\n"
     "  --set key=value   override one config key (repeatable; YAML values: 0.1, true, [1, 2])\n"
     "  --dry-run         check the config and print it resolved (every key) on stdout;\n"
     "                    reads no data and writes nothing\n"
@@ -44,7 +51,8 @@ static const char train_usage[] =
     "  -h, --help        show this help and exit\n"
     "\n"
     "Exit status: 0 on success, 1 if the config, the data or the run failed (one line on\n"
-    "stderr names the file, key or line), 64 for a bad command line.\n";
+    "stderr names the file, key or line), 3 when the watchdog ended a distributed run whose\n"
+    "ranks stopped making progress (dist.timeout), 64 for a bad command line.\n";
 
 static const char eval_usage[] =
     "Usage: ptl eval CONFIG.yaml --weights W.h5 [--set key=value]...\n"
@@ -61,12 +69,26 @@ static const char eval_usage[] =
     "\n"
     "Exit status: 0 on success, 1 on failure, 64 for a bad command line.\n";
 
+/* Errors every rank hits alike (command line, config file) are printed by rank 0 only. */
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
+    if (ptl_world()->rank != 0)
+        return PTL_EXIT_USAGE;
     fprintf(stderr, "ptl %s: ", cmd);
     fprintf(stderr, fmt, arg);
     fprintf(stderr, " (see ptl %s --help)\n", cmd);
     return PTL_EXIT_USAGE;
+}
+
+/* A failed run: "another rank failed" messages stay quiet when rank 0 tells the story. */
+static void report_failure(const char *cmd)
+{
+    const struct ptl_world *w = ptl_world();
+    const char *msg = ptl_error_message();
+    if (w->size == 1)
+        fprintf(stderr, "ptl %s: %s\n", cmd, msg);
+    else if (strncmp(msg, "another rank failed", 19) != 0)
+        fprintf(stderr, "ptl %s: rank %d: %s\n", cmd, w->rank, msg);
 }
 
 static int is_count(const char *s)
@@ -83,13 +105,16 @@ static int is_count(const char *s)
 static int resolve_config(struct ptl_config **cfg, const char *cmd, const char *path,
                           char **sets, int n_sets)
 {
+    int root = ptl_world()->rank == 0;
     if (ptl_config_load(cfg, path, ptl_train_config_keys()) != 0) {
-        fprintf(stderr, "ptl %s: %s\n", cmd, ptl_error_message());
+        if (root)
+            fprintf(stderr, "ptl %s: %s\n", cmd, ptl_error_message());
         return 1;
     }
     for (int i = 0; i < n_sets; i++) {
         if (ptl_config_set(*cfg, sets[i]) != 0) {
-            fprintf(stderr, "ptl %s: %s\n", cmd, ptl_error_message());
+            if (root)
+                fprintf(stderr, "ptl %s: %s\n", cmd, ptl_error_message());
             ptl_config_free(*cfg);
             *cfg = NULL;
             return 1;
@@ -110,7 +135,7 @@ static void print_result(const char *what, const struct ptl_eval_result *r)
 
 int ptl_cli_train(int argc, char **argv)
 {
-    const char *config = NULL, *out = NULL;
+    const char *config = NULL, *out = NULL, *trace = NULL;
     int dry_run = 0;
     /* --set values and the --steps/--epochs/--seed flags, as assignments in command-line order */
     char **sets = calloc((size_t)argc + 1, sizeof *sets);
@@ -139,13 +164,15 @@ int ptl_cli_train(int argc, char **argv)
         }
         int takes = strcmp(a, "--out") == 0 || strcmp(a, "--steps") == 0 ||
                     strcmp(a, "--epochs") == 0 || strcmp(a, "--seed") == 0 ||
-                    strcmp(a, "--set") == 0;
+                    strcmp(a, "--set") == 0 || strcmp(a, "--trace") == 0;
         if (takes && i + 1 >= argc) {
             status = usage_error("train", "%s needs a value", a);
             goto done;
         }
         if (strcmp(a, "--out") == 0) {
             out = argv[++i];
+        } else if (strcmp(a, "--trace") == 0) {
+            trace = argv[++i];
         } else if (strcmp(a, "--set") == 0) {
             sets[n_sets++] = argv[++i];
         } else if (takes) { /* --steps, --epochs, --seed: counts, applied as config keys */
@@ -188,8 +215,8 @@ int ptl_cli_train(int argc, char **argv)
     }
     struct ptl_eval_result r;
     double seconds = 0;
-    if (ptl_train_run(cfg, out, &r, &seconds) != 0) {
-        fprintf(stderr, "ptl train: %s\n", ptl_error_message());
+    if (ptl_train_run(cfg, out, trace, &r, &seconds) != 0) {
+        report_failure("train");
         status = 1;
     } else {
         char what[4200];
@@ -248,7 +275,7 @@ int ptl_cli_eval(int argc, char **argv)
         goto done;
     struct ptl_eval_result r;
     if (ptl_eval_run(cfg, weights, &r) != 0) {
-        fprintf(stderr, "ptl eval: %s\n", ptl_error_message());
+        report_failure("eval");
         status = 1;
     } else {
         char what[4200];

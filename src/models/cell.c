@@ -99,11 +99,12 @@ static void draw_row(const struct ptl_model *m, int cell_id, int which, float *d
     ptl_rng_fill_normal(&rng, dst, per, 0.0f, 0.001f);
 }
 
+/* Rows for slots [base, base + slots): a sharded process passes its global slot base. */
 static void draw_rows(const struct ptl_model *m, int cell_id, int which, float *rows, size_t per,
-                      int slots, uint64_t epoch)
+                      int base, int slots, uint64_t epoch)
 {
     for (int slot = 0; slot < slots; slot++)
-        draw_row(m, cell_id, which, rows + (size_t)slot * per, per, slot, epoch);
+        draw_row(m, cell_id, which, rows + (size_t)slot * per, per, base + slot, epoch);
 }
 
 /* Mean over the slots of a (slots, per) array into out (per). */
@@ -155,9 +156,10 @@ static int ensure_state(struct ptl_model *m, struct ptl_node *node, const struct
         s->x_prev = s->per_x ? malloc((size_t)n * s->per_x * sizeof(float)) : NULL;
         if (s->c == NULL || (s->per_x && s->x_prev == NULL))
             return ptl_error(PTL_ENOMEM, "bconv-cell: out of memory for the latent state");
-        draw_rows(m, cell_index(m, node), 0, s->c, s->per_c, n, m->epoch);
+        draw_rows(m, cell_index(m, node), 0, s->c, s->per_c, m->slot_base, n, m->epoch);
         if (s->per_x)
-            draw_rows(m, cell_index(m, node), 1, s->x_prev, s->per_x, n, m->epoch);
+            draw_rows(m, cell_index(m, node), 1, s->x_prev, s->per_x, m->slot_base, n,
+                      m->epoch);
         s->slots = n;
     } else if (n > s->slots) {
         int rc = grow_rows(&s->c, s->slots, n, s->per_c);
@@ -204,7 +206,7 @@ static int cell_forward(struct ptl_model *m, struct ptl_node *node, int train)
         for (int b = 1; b < n; b++)
             memcpy(c_prev + (size_t)b * blk, c_prev, blk * sizeof(float));
     } else {
-        draw_rows(m, cell_index(m, node), 2, c_prev, blk, n, 0);
+        draw_rows(m, cell_index(m, node), 2, c_prev, blk, 0, n, 0);
     }
     const float *gate_in = x;
     if (d.m > 0) {

@@ -285,6 +285,77 @@ int ptl_model_forward(struct ptl_model *m, const float *input, int n, int train)
     return PTL_OK;
 }
 
+/* Tells the grads_ready hook which entries node i completed (node -1: the unused ones). */
+static void report_ready(struct ptl_model *m, int node)
+{
+    int ready[64], n = 0;
+    for (size_t e = 0; e < m->n_entries; e++) {
+        if (m->final_node[e] != node)
+            continue;
+        if (n == (int)(sizeof ready / sizeof ready[0])) {
+            m->grads_ready(m->grads_ready_ctx, ready, n);
+            n = 0;
+        }
+        ready[n++] = (int)e;
+    }
+    m->grads_ready(m->grads_ready_ctx, ready, n);
+}
+
+/* final_node[] for every entry (lazily, once). */
+static int compute_final_nodes(struct ptl_model *m)
+{
+    if (m->final_node)
+        return PTL_OK;
+    m->final_node = malloc((m->n_entries ? m->n_entries : 1) * sizeof *m->final_node);
+    if (m->final_node == NULL)
+        return ptl_error(PTL_ENOMEM, "%s: out of memory", m->arch);
+    for (size_t e = 0; e < m->n_entries; e++)
+        m->final_node[e] = -1;
+    /* Backward runs the nodes in reverse, so an entry's gradient is complete after its
+     * lowest-index user (shared nodes, as in MGN, use one entry from several nodes). */
+    for (int i = m->n_nodes - 1; i >= 0; i--)
+        for (int p = 0; p < PTL_NODE_MAX_PARAMS; p++) {
+            int e = m->nodes[i].param[p];
+            if (e >= 0 && m->entries[e].kind == PTL_ENTRY_PARAM)
+                m->final_node[e] = i;
+        }
+    return PTL_OK;
+}
+
+int ptl_model_set_grads_ready(struct ptl_model *m, ptl_model_grads_ready_fn fn, void *ctx)
+{
+    int rc = fn ? compute_final_nodes(m) : PTL_OK;
+    m->grads_ready = rc == 0 ? fn : NULL;
+    m->grads_ready_ctx = ctx;
+    return rc;
+}
+
+int ptl_model_grad_order(struct ptl_model *m, int *order)
+{
+    int rc = compute_final_nodes(m), n = 0;
+    if (rc != 0)
+        return rc;
+    for (size_t e = 0; e < m->n_entries; e++)
+        if (m->entries[e].kind == PTL_ENTRY_PARAM && m->final_node[e] == -1)
+            order[n++] = (int)e;
+    for (int i = m->n_nodes - 1; i >= 0; i--)
+        for (size_t e = 0; e < m->n_entries; e++)
+            if (m->final_node[e] == i)
+                order[n++] = (int)e;
+    return n;
+}
+
+void ptl_model_set_bn_sum(struct ptl_model *m, ptl_model_sum_fn fn, void *ctx)
+{
+    m->bn_sum = fn;
+    m->bn_sum_ctx = ctx;
+}
+
+void ptl_model_set_slot_base(struct ptl_model *m, int base)
+{
+    m->slot_base = base;
+}
+
 int ptl_model_backward(struct ptl_model *m, const float *const *d_outputs, float *d_input)
 {
     if (m == NULL || d_outputs == NULL)
@@ -303,6 +374,8 @@ int ptl_model_backward(struct ptl_model *m, const float *const *d_outputs, float
             g[k] += d_outputs[i][k];
     }
     m->tensors[m->input].needs_grad = d_input != NULL;
+    if (m->grads_ready)
+        report_ready(m, -1);
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         struct ptl_node *node = &m->nodes[i];
         int rc = node->ops->backward(m, node);
@@ -310,6 +383,8 @@ int ptl_model_backward(struct ptl_model *m, const float *const *d_outputs, float
             m->tensors[m->input].needs_grad = 0;
             return node_error(m, node, rc, " backward");
         }
+        if (m->grads_ready)
+            report_ready(m, i);
     }
     if (d_input != NULL) {
         size_t len = (size_t)n * graph_numel(m, m->input);
@@ -357,6 +432,7 @@ void ptl_model_free(struct ptl_model *m)
     free(m->act_grad);
     free(m->saved);
     free(m->workspace);
+    free(m->final_node);
     free(m);
 }
 

@@ -104,6 +104,15 @@ struct ptl_model {
     size_t workspace_floats;
     int last_train;             /* mode of the last forward (backward needs a training one) */
     uint64_t epoch;             /* for the cells' initial state stream */
+
+    /* Distributed hooks (model.h, ptl_model_set_*): unset on one rank. */
+    int slot_base;              /* global index of this process's batch slot 0 */
+    ptl_model_sum_fn bn_sum;    /* SyncBN: sums per-channel statistics over ranks */
+    void *bn_sum_ctx;
+    ptl_model_grads_ready_fn grads_ready;
+    void *grads_ready_ctx;
+    int *final_node;            /* per entry: the node whose backward completes its gradient
+                                   (the lowest-index user; -1 when no node uses it) */
 };
 
 /* ---- builder: each returns the output tensor id, or -1 after an error ---- */

@@ -22,7 +22,8 @@ static const struct ptl_config_key train_keys[] = {
     {"run.seed", PTL_CFG_INT, "0", 0, TWO_POW_53, NULL, 0,
      "seed of everything random (init, data order, augmentation, latent states)"},
     {"run.threads", PTL_CFG_INT, "0", 0, 1024, NULL, 0,
-     "threads per process (0: PTL_THREADS, else all cores of the process)"},
+     "threads per rank (0: PTL_THREADS, else SLURM_CPUS_PER_TASK, else the process's cores "
+     "shared among the node's ranks)"},
     {"run.log_every", PTL_CFG_INT, "50", 1, UP, NULL, 0,
      "steps between progress lines when stderr is not a terminal"},
     {"run.debug_log", PTL_CFG_BOOL, "false", NONE, NULL, 0,
@@ -69,6 +70,9 @@ static const struct ptl_config_key train_keys[] = {
      "global batch (over all ranks; P*K for sampler pk, must match)"},
     {"data.pk", PTL_CFG_INT_LIST, "[4, 4]", 1, UP, "2", 2,
      "P identities x K images per batch for sampler pk"},
+    {"data.shard", PTL_CFG_ENUM, "global", NONE, "global|local", 0,
+     "global = every rank takes its contiguous part of each global batch (same batches for any "
+     "number of ranks); local = each rank owns a fixed part of the data and shuffles inside it"},
     {"data.eval_batch", PTL_CFG_INT, "256", 1, 65536, NULL, 0, "batch at evaluation"},
 
     /* augment */
@@ -137,6 +141,21 @@ static const struct ptl_config_key train_keys[] = {
      "save the weights every this many minutes of wall time (0 = not by time)"},
     {"checkpoint.keep_last", PTL_CFG_INT, "3", 1, 1000, NULL, 0,
      "weight snapshots kept in checkpoints/ (older ones are deleted)"},
+
+    /* latent (BConv-Cell states across ranks) */
+    {"latent.merge", PTL_CFG_STRING, "mean", NONE, NULL, 0,
+     "merge of the cells' latent states across ranks: mean, weighted (by each rank's training "
+     "samples), ema:ALPHA (own <- (1-ALPHA) own + ALPHA mean) or none"},
+    {"latent.merge_every", PTL_CFG_INT, "1", 1, UP, NULL, 0,
+     "steps between merges (also merged before evaluation and weight snapshots)"},
+
+    /* dist */
+    {"dist.bucket_mb", PTL_CFG_FLOAT, "25", ABOVE_0, 4096, NULL, 0,
+     "MiB of gradients per allreduce bucket (started as soon as backward completes it)"},
+    {"dist.sync_bn", PTL_CFG_BOOL, "false", NONE, NULL, 0,
+     "BatchNorm statistics over the whole global batch (true) or per rank (false)"},
+    {"dist.timeout", PTL_CFG_FLOAT, "600", 0, UP, NULL, 0,
+     "seconds without progress after which a rank ends the whole job (0 = no watchdog)"},
 
     {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
 };

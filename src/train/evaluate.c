@@ -1,10 +1,16 @@
 /* Evaluation passes (evaluate.h). Eval-mode forwards in batches of data.eval_batch; nothing is
- * augmented but the resize and normalisation of the config. */
+ * augmented but the resize and normalisation of the config.
+ *
+ * Over several ranks every rank runs every R-th batch (whole batches, so each sample sits at
+ * the same position in its batch as on one rank); counts are summed over ranks, ReID features
+ * summed into rank 0 (each row comes from exactly one rank, the others add zeros), which
+ * computes CMC and mAP once and broadcasts them. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ptl/core.h"
+#include "ptl/dist.h"
 #include "ptl/eval.h"
 #include "ptl/ops.h"
 #include "train/evaluate.h"
@@ -80,10 +86,13 @@ static int run_view(struct ptl_split_view *v, struct ptl_model *m, const struct 
         free(probs);
         return ptl_error(PTL_ENOMEM, "eval: out of memory");
     }
-    long top1 = 0, top5 = 0;
-    double loss = 0;
-    for (int s = 0; s < v->n && rc == 0; s += bs) {
+    double counts[3] = {0, 0, 0}; /* top-1, top-5, summed loss */
+    const struct ptl_world *w = ptl_world();
+    if (feat)
+        memset(feat, 0, (size_t)v->n * ptl_model_output_dim(m, 0) * sizeof *feat);
+    for (int s = bs * w->rank; s < v->n && rc == 0; s += bs * w->size) {
         int n = v->n - s < bs ? v->n - s : bs;
+        ptl_watchdog_beat("evaluation", -1);
         rc = ptl_view_batch(v, v->pool + s, n, &a, 0, 0, 0, x);
         if (rc == 0)
             rc = ptl_model_forward(m, x, n, 0);
@@ -102,16 +111,19 @@ static int run_view(struct ptl_split_view *v, struct ptl_model *m, const struct 
             const float *y = ptl_model_output(m, logits, &dim);
             float l;
             rc = ptl_cross_entropy_forward(&l, probs, y, v->labels + s, n, dim, 0);
-            loss += (double)l * n;
-            top1 += ptl_topk_correct(y, v->labels + s, n, dim, 1);
-            top5 += ptl_topk_correct(y, v->labels + s, n, dim, dim < 5 ? dim : 5);
+            counts[2] += (double)l * n;
+            counts[0] += ptl_topk_correct(y, v->labels + s, n, dim, 1);
+            counts[1] += ptl_topk_correct(y, v->labels + s, n, dim, dim < 5 ? dim : 5);
         }
     }
-    if (feat == NULL && rc == 0) {
+    /* A failing rank ends the job (the trainer aborts), so the others may wait here. */
+    if (rc == 0 && feat)
+        rc = ptl_dist_reduce_floats(feat, (size_t)v->n * ptl_model_output_dim(m, 0), 0);
+    if (feat == NULL && rc == 0 && (rc = ptl_dist_sum_doubles(NULL, counts, 3)) == 0) {
         r->samples = v->n;
-        r->top1 = (double)top1 / v->n;
-        r->top5 = (double)top5 / v->n;
-        r->loss = loss / v->n;
+        r->top1 = counts[0] / v->n;
+        r->top5 = counts[1] / v->n;
+        r->loss = counts[2] / v->n;
     }
     free(x);
     free(probs);
@@ -129,7 +141,7 @@ static int evaluate_reid(struct ptl_evaluator *e, struct ptl_model *m,
         rc = run_view(&e->test, m, cfg, qf, r);
     if (rc == 0)
         rc = run_view(&e->gallery, m, cfg, gf, r);
-    if (rc == 0) {
+    if (rc == 0 && ptl_world()->rank == 0) {
         ptl_l2_normalize_rows(qf, e->test.n, dim);
         ptl_l2_normalize_rows(gf, e->gallery.n, dim);
         struct ptl_reid_result rr;
@@ -142,6 +154,20 @@ static int evaluate_reid(struct ptl_evaluator *e, struct ptl_model *m,
             r->rank10 = rr.cmc[9];
             r->map = rr.map;
         }
+    }
+    if (ptl_world()->size > 1) {
+        /* Rank 0's outcome for everyone; an error on rank 0 becomes an error everywhere. */
+        double out[6] = {rc, r->samples, r->rank1, r->rank5, r->rank10, r->map};
+        int brc = ptl_dist_broadcast(out, sizeof out, 0);
+        if (brc != 0)
+            rc = brc;
+        else if (out[0] != 0 && rc == 0)
+            rc = ptl_error(PTL_EIO, "eval: rank 0 failed to compute the ReID metrics");
+        r->samples = (int)out[1];
+        r->rank1 = out[2];
+        r->rank5 = out[3];
+        r->rank10 = out[4];
+        r->map = out[5];
     }
     free(qf);
     free(gf);

@@ -54,7 +54,7 @@ static int set_threads(const struct ptl_config *cfg)
 {
     long t = ptl_config_int(cfg, "run.threads");
     if (t == 0) {
-        int n = ptl_threads_from_env();
+        int n = ptl_dist_default_threads();
         if (n < 0)
             return n;
         t = n;
@@ -159,6 +159,9 @@ static int schedule_from_config(struct ptl_schedule *s, const struct ptl_config 
 
 static void trainer_free(struct ptl_trainer *t)
 {
+    ptl_watchdog_stop();
+    ptl_grad_sync_free(t->sync);
+    ptl_trace_free(t->trace);
     if (t->debug)
         fclose(t->debug);
     ptl_progress_close(&t->progress);
@@ -174,10 +177,57 @@ static void trainer_free(struct ptl_trainer *t)
     free(t->x);
 }
 
+/* This rank's part of the data (loop.h) and the sampler that draws it. */
+static int shard_setup(struct ptl_trainer *t, const struct ptl_config *cfg, int pk, int p, int k)
+{
+    const struct ptl_world *w = t->world;
+    t->shard_local = strcmp(ptl_config_string(cfg, "data.shard"), "local") == 0;
+    if (t->batch % w->size != 0)
+        return ptl_config_error(cfg, "data.batch",
+                                "the global batch of %d does not divide over %d ranks", t->batch,
+                                w->size);
+    if (pk && p % w->size != 0)
+        return ptl_config_error(cfg, "data.pk",
+                                "%d identities per batch do not divide over %d ranks (each rank "
+                                "needs whole identities for the triplet loss)",
+                                p, w->size);
+    t->local_batch = t->batch / w->size;
+    t->slot0 = w->rank * t->local_batch;
+    const int32_t *pool = t->train.pool, *labels = t->train.labels;
+    int n = t->train.n, sampler_batch = t->batch;
+    uint64_t seed = t->sampler_seed;
+    t->merge.weight = 1;
+    if (t->shard_local && w->size > 1) {
+        /* Rank r owns the r-th contiguous block of the selection, as when each node reads its
+         * own files; it draws whole batches from it with a seed of its own. */
+        long lo = (long)w->rank * t->train.n / w->size;
+        long hi = (long)(w->rank + 1) * t->train.n / w->size;
+        pool += lo;
+        labels += lo;
+        n = (int)(hi - lo);
+        seed = derive_seed(t->seed, 16 + (uint64_t)w->rank);
+        sampler_batch = t->local_batch;
+        p /= w->size;
+    }
+    if (!pk && sampler_batch > n)
+        return ptl_error(PTL_EINVAL,
+                         "config data.batch: %d is larger than the %d training samples %s",
+                         sampler_batch, n,
+                         t->shard_local && w->size > 1 ? "of this rank's part (data.shard local)"
+                                                       : "selected");
+    t->merge.weight = n; /* latent.merge weighted: by the training samples a rank draws from */
+    int rc = ptl_sampler_init(&t->sampler, pk ? PTL_SAMPLER_PK : PTL_SAMPLER_SHUFFLE, seed,
+                              sampler_batch, p, k, pool, labels, n);
+    if (rc == 0)
+        rc = ptl_sampler_set_epoch(&t->sampler, 0);
+    return rc;
+}
+
 /* Everything but the files: data, model, optimizer, sampler. */
 static int trainer_setup(struct ptl_trainer *t, const struct ptl_config *cfg)
 {
     t->cfg = cfg;
+    t->world = ptl_world();
     t->seed = (uint64_t)ptl_config_int(cfg, "run.seed");
     t->sampler_seed = derive_seed(t->seed, 1);
     t->augment_seed = derive_seed(t->seed, 2);
@@ -222,78 +272,290 @@ static int trainer_setup(struct ptl_trainer *t, const struct ptl_config *cfg)
     if (pk && (int)(pkv[0] * pkv[1]) != t->batch)
         return ptl_error(PTL_EINVAL, "config data.batch: %d, but data.pk is %d x %d = %d",
                          t->batch, (int)pkv[0], (int)pkv[1], (int)(pkv[0] * pkv[1]));
-    if (!pk && t->batch > t->train.n)
-        return ptl_error(PTL_EINVAL,
-                         "config data.batch: %d is larger than the %d training samples selected",
-                         t->batch, t->train.n);
-    rc = ptl_sampler_init(&t->sampler, pk ? PTL_SAMPLER_PK : PTL_SAMPLER_SHUFFLE,
-                          t->sampler_seed, t->batch, (int)pkv[0], (int)pkv[1], t->train.pool,
-                          t->train.labels, t->train.n);
-    if (rc == 0)
-        rc = ptl_sampler_set_epoch(&t->sampler, 0);
+    rc = shard_setup(t, cfg, pk, (int)pkv[0], (int)pkv[1]);
     if (rc != 0)
         return rc;
     t->epochs = ptl_config_int(cfg, "train.epochs");
-    long planned = t->epochs * t->sampler.batches_per_epoch;
-    long steps = ptl_config_int(cfg, "train.steps");
-    t->max_steps = steps > 0 && steps < planned ? steps : planned;
-    t->labels = malloc((size_t)t->batch * sizeof *t->labels);
-    t->x = malloc((size_t)t->batch * t->in_c * t->in_h * t->in_w * sizeof *t->x);
+    t->labels = malloc((size_t)t->local_batch * sizeof *t->labels);
+    t->x = malloc((size_t)t->local_batch * t->in_c * t->in_h * t->in_w * sizeof *t->x);
     if (t->labels == NULL || t->x == NULL)
-        return ptl_error(PTL_ENOMEM, "train: out of memory for a batch of %d", t->batch);
-    return PTL_OK;
+        return ptl_error(PTL_ENOMEM, "train: out of memory for a batch of %d", t->local_batch);
+    return ptl_merge_parse(&t->merge, ptl_config_string(cfg, "latent.merge")) != 0
+               ? ptl_config_error(cfg, "latent.merge", "%s", ptl_error_message())
+               : PTL_OK;
 }
 
-/* One optimizer step on global batch b of the current epoch. */
-static int train_step(struct ptl_trainer *t, int b)
+/* The parts of setup that talk to the other ranks; every rank reaches it only after all ranks
+ * set up without error. */
+static int trainer_connect(struct ptl_trainer *t, const char *trace_path)
 {
-    double t0 = ptl_now();
-    const int32_t *idx = ptl_sampler_batch(&t->sampler, b);
-    for (int j = 0; j < t->batch; j++)
-        t->labels[j] = t->train.label_of[idx[j]];
-    uint64_t key0 = (uint64_t)(t->epoch * t->sampler.batches_per_epoch + b) * (uint64_t)t->batch;
-    int rc = ptl_view_batch(&t->train, idx, t->batch, &t->augment, 1, t->augment_seed, key0, t->x);
-    double t1 = ptl_now();
-    if (rc == 0)
-        rc = ptl_model_forward(t->model, t->x, t->batch, 1);
-    if (rc == 0)
-        rc = ptl_loss_compute(&t->loss, t->model, t->labels, t->batch);
+    const struct ptl_config *cfg = t->cfg;
+    long bpe = t->sampler.batches_per_epoch;
+    int rc = ptl_dist_min_long(&bpe); /* data.shard local: partitions may differ by a batch */
     if (rc != 0)
         return rc;
-    if (t->loss.total != t->loss.total)
-        return ptl_error(PTL_ERANGE, "train: the loss is NaN at step %ld (lower optim.lr?)",
-                         t->step + 1);
+    t->batches_per_epoch = (int)bpe;
+    long planned = t->epochs * bpe;
+    long steps = ptl_config_int(cfg, "train.steps");
+    t->max_steps = steps > 0 && steps < planned ? steps : planned;
+    t->merge_every = ptl_config_int(cfg, "latent.merge_every");
+    t->sync_bn = ptl_config_bool(cfg, "dist.sync_bn");
+    if (trace_path && (rc = ptl_trace_create(&t->trace)) != 0)
+        return rc;
+    if (t->world->size == 1)
+        return PTL_OK;
+    ptl_model_set_slot_base(t->model, t->slot0);
+    if (t->sync_bn)
+        ptl_model_set_bn_sum(t->model, ptl_dist_sum_doubles, NULL);
+    struct ptl_optim_config oc;
+    rc = optim_from_config(&oc, cfg);
+    if (rc == 0)
+        rc = ptl_grad_sync_create(&t->sync, t->model, oc.lr_scale,
+                                  (size_t)(ptl_config_float(cfg, "dist.bucket_mb") * 1048576.0),
+                                  t->trace);
+    if (rc == 0)
+        rc = ptl_watchdog_start(ptl_config_float(cfg, "dist.timeout"));
+    return rc;
+}
+
+/* 64-bit FNV-1a of n floats' bytes: a cheap fingerprint to compare ranks' copies. */
+static unsigned long long fingerprint(const float *v, size_t n)
+{
+    const unsigned char *b = (const unsigned char *)v;
+    unsigned long long h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n * sizeof *v; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Debug mode: every rank must hold bit-identical parameters after a step. Collective. */
+static int check_params_agree(struct ptl_trainer *t, unsigned long long *mine)
+{
+    *mine = fingerprint(ptl_model_params(t->model), ptl_model_param_floats(t->model));
+    if (t->world->size == 1)
+        return PTL_OK;
+    unsigned long long all[4096];
+    if (t->world->size > 4096)
+        return PTL_OK;
+    int rc = ptl_dist_allgather_u64(*mine, all);
+    for (int r = 1; rc == 0 && r < t->world->size; r++)
+        if (all[r] != all[0])
+            rc = ptl_error(PTL_EIO, "train: after step %ld the parameters of rank %d differ from "
+                                    "rank 0's (fingerprints %016llx and %016llx)",
+                           t->step, r, all[r], all[0]);
+    return rc;
+}
+
+static unsigned long long state_fingerprint(struct ptl_model *m)
+{
+    unsigned long long h = 0;
+    for (int i = 0; i < ptl_model_state_count(m); i++) {
+        int slots = ptl_model_state_slots(m, i);
+        size_t per;
+        if (slots > 0 && ptl_model_state_info(m, i, NULL, 0, &per) == 0)
+            h = h * 31 + fingerprint(ptl_model_state_data(m, i, slots), per * (size_t)slots);
+    }
+    return h;
+}
+
+static int is_root(const struct ptl_trainer *t)
+{
+    return t->world->rank == 0;
+}
+
+/* Phase boundaries: the watchdog's heartbeat and the trace's events. */
+static double phase(struct ptl_trainer *t, const char *name)
+{
+    ptl_watchdog_beat(name, t->step);
+    return t->trace ? ptl_trace_now(t->trace) : 0;
+}
+
+static void trace_event(struct ptl_trainer *t, const char *name, const char *cat, double since)
+{
+    if (t->trace)
+        ptl_trace_event(t->trace, name, cat, since, ptl_trace_now(t->trace));
+}
+
+static int snapshot_due_here(struct ptl_trainer *t)
+{
+    long every = ptl_config_int(t->cfg, "checkpoint.every_steps");
+    double minutes = ptl_config_float(t->cfg, "checkpoint.every_minutes");
+    return (every > 0 && t->step % every == 0) ||
+           (minutes > 0 && ptl_now() - t->last_snapshot >= 60 * minutes);
+}
+
+/* One optimizer step on global batch b of the current epoch; this rank computes its slots.
+ * *snapshot_due: whether rank 0 wants a snapshot now (every rank gets the same answer, so
+ * the collective snapshot is entered by all or none). */
+static int train_step(struct ptl_trainer *t, int b, int *snapshot_due)
+{
+    double t0 = ptl_now(), ts = phase(t, "data loading");
+    const int32_t *idx = ptl_sampler_batch(&t->sampler, b);
+    if (!t->shard_local)
+        idx += t->slot0;
+    for (int j = 0; j < t->local_batch; j++)
+        t->labels[j] = t->train.label_of[idx[j]];
+    /* Augmentation streams are keyed by the global slot, whatever rank draws it. */
+    uint64_t key0 = (uint64_t)(t->epoch * t->batches_per_epoch + b) * (uint64_t)t->batch +
+                    (uint64_t)t->slot0;
+    int rc = ptl_view_batch(&t->train, idx, t->local_batch, &t->augment, 1, t->augment_seed, key0,
+                            t->x);
+    if (rc != 0)
+        return rc;
+    trace_event(t, "data", "io", ts);
+    double t1 = ptl_now();
+    ts = phase(t, "forward");
+    rc = ptl_model_forward(t->model, t->x, t->local_batch, 1);
+    if (rc == 0)
+        rc = ptl_loss_compute(&t->loss, t->model, t->labels, t->local_batch);
+    if (rc != 0)
+        return rc;
+    trace_event(t, "forward", "compute", ts);
+    /* The merge of this step's latent states travels while backward runs. */
+    struct ptl_latent_merge *merge = NULL;
+    int merging = t->world->size > 1 && t->merge.kind != PTL_MERGE_NONE &&
+                  (t->step + 1) % t->merge_every == 0;
+    if (merging && (rc = ptl_latent_merge_begin(&merge, t->model, &t->merge)) != 0)
+        return rc;
     double t2 = ptl_now();
+    ts = phase(t, "backward");
     ptl_model_zero_grad(t->model);
+    if (t->sync)
+        ptl_grad_sync_begin(t->sync);
     rc = ptl_model_backward(t->model, (const float *const *)t->loss.d_out, NULL);
     if (rc != 0)
         return rc;
+    trace_event(t, "backward", "compute", ts);
+    phase(t, "gradient allreduce");
+    if (t->sync && (rc = ptl_grad_sync_finish(t->sync)) != 0)
+        return rc;
+    if (merge) {
+        ts = phase(t, "latent merge");
+        rc = ptl_latent_merge_end(merge, &t->last_merge);
+        if (rc != 0)
+            return rc;
+        trace_event(t, "latent merge", "comm", ts);
+    }
+    /* Losses averaged over ranks (each rank's is the mean over its slots), and rank 0's
+     * snapshot clock. */
+    double sums[4] = {t->loss.total, t->loss.ce, t->loss.triplet, 0};
+    t->step++;
+    sums[3] = is_root(t) && snapshot_due_here(t);
+    if (t->world->size > 1 && (rc = ptl_dist_sum_doubles(NULL, sums, 4)) != 0)
+        return rc;
+    for (int i = 0; i < 3; i++)
+        sums[i] /= t->world->size;
+    *snapshot_due = sums[3] > 0;
+    if (sums[0] != sums[0])
+        return ptl_error(PTL_ERANGE, "train: the loss is NaN at step %ld (lower optim.lr?)",
+                         t->step);
     double t3 = ptl_now();
-    float lr = ptl_schedule_lr(&t->schedule, t->step, t->epoch);
+    ts = phase(t, "optimizer");
+    float lr = ptl_schedule_lr(&t->schedule, t->step - 1, t->epoch);
     rc = ptl_optimizer_step(t->optim, lr);
     if (rc != 0)
         return rc;
+    trace_event(t, "optimizer", "compute", ts);
     double t4 = ptl_now();
-    t->step++;
     if (t->debug) {
+        unsigned long long fp;
+        rc = check_params_agree(t, &fp);
         fprintf(t->debug,
                 "step %ld epoch %ld batch %d samples %d..%d loss %.9g ce %.9g triplet %.9g "
-                "lr %.9g data %.4f forward %.4f backward %.4f optimizer %.4f s\n",
-                t->step, t->epoch, b, idx[0], idx[t->batch - 1], t->loss.total, t->loss.ce,
-                t->loss.triplet, (double)lr, t1 - t0, t2 - t1, t3 - t2, t4 - t3);
+                "lr %.9g data %.4f forward %.4f backward+sync %.4f optimizer %.4f s "
+                "params %016llx",
+                t->step, t->epoch, b, idx[0], idx[t->local_batch - 1], sums[0], sums[1], sums[2],
+                (double)lr, t1 - t0, t2 - t1, t3 - t2, t4 - t3, fp);
+        if (merge)
+            fprintf(t->debug, " merged-states %016llx spread %.6g rms %.6g",
+                    state_fingerprint(t->model), t->last_merge.spread, t->last_merge.rms);
+        fputc('\n', t->debug);
         fflush(t->debug);
+        if (rc != 0)
+            return rc;
     }
-    ptl_progress_step(&t->progress, t->step, t->epoch, t->loss.total, t->loss.ce,
-                      t->loss.triplet, lr, t->batch);
+    if (merge && is_root(t) && t->progress.metrics) {
+        char extra[160];
+        snprintf(extra, sizeof extra, "\"step\":%ld,\"spread\":%.6g,\"rms\":%.6g,\"floats\":%zu",
+                 t->step, t->last_merge.spread, t->last_merge.rms, t->last_merge.floats);
+        if (t->step % ptl_config_int(t->cfg, "run.log_every") == 0)
+            ptl_progress_event(&t->progress, "latent_merge", extra);
+    }
+    if (is_root(t))
+        ptl_progress_step(&t->progress, t->step, t->epoch, sums[0], sums[1], sums[2], lr,
+                          t->batch);
     return PTL_OK;
+}
+
+/* Copies of every latent state (to evaluate from merged states and then carry on with the
+ * rank's own under latent.merge none). */
+static float *save_states(struct ptl_model *m, int restore, float *saved)
+{
+    size_t total = 0;
+    for (int i = 0; i < ptl_model_state_count(m); i++) {
+        size_t per;
+        int slots = ptl_model_state_slots(m, i);
+        if (slots > 0 && ptl_model_state_info(m, i, NULL, 0, &per) == 0)
+            total += per * (size_t)slots;
+    }
+    if (!restore && (saved = malloc((total ? total : 1) * sizeof *saved)) == NULL)
+        return NULL;
+    size_t at = 0;
+    for (int i = 0; i < ptl_model_state_count(m); i++) {
+        size_t per;
+        int slots = ptl_model_state_slots(m, i);
+        if (slots == 0 || ptl_model_state_info(m, i, NULL, 0, &per) != 0)
+            continue;
+        float *s = ptl_model_state_data(m, i, slots);
+        size_t n = per * (size_t)slots;
+        if (restore)
+            memcpy(s, saved + at, n * sizeof *s);
+        else
+            memcpy(saved + at, s, n * sizeof *s);
+        at += n;
+    }
+    return saved;
+}
+
+/* Makes the ranks' models agree before an evaluation or a snapshot (method.md): latent states
+ * merged, BatchNorm running statistics averaged (already equal under dist.sync_bn). */
+static int agree_before_use(struct ptl_trainer *t)
+{
+    if (t->world->size == 1)
+        return PTL_OK;
+    double ts = phase(t, "latent merge");
+    int rc = ptl_latent_merge(t->model, &t->merge, &t->last_merge);
+    if (rc == 0 && !t->sync_bn)
+        rc = ptl_dist_average_buffers(t->model);
+    trace_event(t, "merge before use", "comm", ts);
+    return rc;
 }
 
 static int evaluate_now(struct ptl_trainer *t)
 {
-    int rc = ptl_evaluate(&t->eval, t->model, t->cfg, &t->last_eval);
+    int rc = agree_before_use(t);
+    if (rc != 0)
+        return rc;
+    /* latent.merge none: evaluate from the mean state, then give each rank its own back. */
+    float *own = NULL;
+    if (t->world->size > 1 && t->merge.kind == PTL_MERGE_NONE) {
+        struct ptl_merge_spec mean = {PTL_MERGE_MEAN, 0, 1};
+        if ((own = save_states(t->model, 0, NULL)) == NULL)
+            return ptl_error(PTL_ENOMEM, "train: out of memory for the latent states");
+        rc = ptl_latent_merge(t->model, &mean, NULL);
+    }
+    double ts = phase(t, "evaluation");
+    if (rc == 0)
+        rc = ptl_evaluate(&t->eval, t->model, t->cfg, &t->last_eval);
+    trace_event(t, "evaluation", "compute", ts);
+    if (own) {
+        save_states(t->model, 1, own);
+        free(own);
+    }
     if (rc == 0) {
         t->evaluated = 1;
-        ptl_progress_eval(&t->progress, t->step, t->epoch, &t->last_eval);
+        if (is_root(t))
+            ptl_progress_eval(&t->progress, t->step, t->epoch, &t->last_eval);
     }
     return rc;
 }
@@ -333,31 +595,32 @@ static void prune_snapshots(const char *dir, long keep)
 }
 
 /* Weights snapshot checkpoints/step-<N>.h5 (every parameter and buffer by PyTorch name, like
- * final.h5), keeping the newest checkpoint.keep_last. */
+ * final.h5), keeping the newest checkpoint.keep_last. Collective; rank 0 writes. */
 static int snapshot(struct ptl_trainer *t)
 {
-    char dir[4200], path[4300];
-    join(dir, sizeof dir, t->run_dir, "checkpoints");
-    snprintf(path, sizeof path, "%s/step-%010ld.h5", dir, t->step);
-    int rc = ptl_weights_save(t->model, path);
-    if (rc == 0)
-        prune_snapshots(dir, ptl_config_int(t->cfg, "checkpoint.keep_last"));
+    int rc = agree_before_use(t);
+    double ts = phase(t, "writing a snapshot");
+    if (rc == 0 && is_root(t)) {
+        char dir[4200], path[4300];
+        join(dir, sizeof dir, t->run_dir, "checkpoints");
+        snprintf(path, sizeof path, "%s/step-%010ld.h5", dir, t->step);
+        rc = ptl_weights_save(t->model, path);
+        if (rc == 0)
+            prune_snapshots(dir, ptl_config_int(t->cfg, "checkpoint.keep_last"));
+    }
+    trace_event(t, "snapshot", "io", ts);
     t->last_snapshot = ptl_now();
     return rc;
 }
 
-static int snapshot_due(struct ptl_trainer *t)
-{
-    long every = ptl_config_int(t->cfg, "checkpoint.every_steps");
-    double minutes = ptl_config_float(t->cfg, "checkpoint.every_minutes");
-    return (every > 0 && t->step % every == 0) ||
-           (minutes > 0 && ptl_now() - t->last_snapshot >= 60 * minutes);
-}
-
+/* Rank 0: the run directory and its files. The other ranks only open their debug logs, after
+ * rank 0 made the directory. */
 static int run_files(struct ptl_trainer *t, const char *run_dir)
 {
     char path[4200];
     snprintf(t->run_dir, sizeof t->run_dir, "%s", run_dir);
+    if (!is_root(t))
+        return PTL_OK;
     int rc = make_dirs(run_dir);
     if (rc == 0)
         rc = join(path, sizeof path, run_dir, "metrics.jsonl");
@@ -379,11 +642,21 @@ static int run_files(struct ptl_trainer *t, const char *run_dir)
     if (rc == 0)
         rc = ptl_progress_open(&t->progress, path, t->max_steps,
                                (int)ptl_config_int(t->cfg, "run.log_every"));
-    if (rc == 0 && ptl_config_bool(t->cfg, "run.debug_log")) {
-        rc = join(path, sizeof path, run_dir, "debug.log");
-        if (rc == 0 && (t->debug = fopen(path, "w")) == NULL)
-            rc = ptl_error(PTL_EIO, "%s: cannot open for writing: %s", path, strerror(errno));
-    }
+    return rc;
+}
+
+static int open_debug_log(struct ptl_trainer *t)
+{
+    if (!ptl_config_bool(t->cfg, "run.debug_log"))
+        return PTL_OK;
+    char name[64], path[4200];
+    if (is_root(t))
+        snprintf(name, sizeof name, "debug.log");
+    else
+        snprintf(name, sizeof name, "debug.rank%d.log", t->world->rank);
+    int rc = join(path, sizeof path, t->run_dir, name);
+    if (rc == 0 && (t->debug = fopen(path, "w")) == NULL)
+        rc = ptl_error(PTL_EIO, "%s: cannot open for writing: %s", path, strerror(errno));
     return rc;
 }
 
@@ -395,10 +668,10 @@ static int train_loop(struct ptl_trainer *t)
     for (t->epoch = 0; t->epoch < t->epochs && t->step < t->max_steps && rc == 0; t->epoch++) {
         rc = ptl_sampler_set_epoch(&t->sampler, t->epoch);
         ptl_model_reset_state(t->model, (uint64_t)t->epoch);
-        for (int b = 0; rc == 0 && b < t->sampler.batches_per_epoch && t->step < t->max_steps;
-             b++) {
-            rc = train_step(t, b);
-            if (rc == 0 && snapshot_due(t))
+        for (int b = 0; rc == 0 && b < t->batches_per_epoch && t->step < t->max_steps; b++) {
+            int due = 0;
+            rc = train_step(t, b, &due);
+            if (rc == 0 && due)
                 rc = snapshot(t);
         }
         if (rc == 0 && eval_every > 0 && (t->epoch + 1) % eval_every == 0 &&
@@ -412,28 +685,64 @@ static int train_loop(struct ptl_trainer *t)
     return rc;
 }
 
-int ptl_train_run(const struct ptl_config *cfg, const char *run_dir, struct ptl_eval_result *final,
-                  double *seconds)
+/* Collective: fails on every rank when setup failed on any. The lowest failing rank keeps its
+ * message; every other rank's becomes "another rank failed ...", which the CLI leaves unprinted,
+ * so R ranks failing alike (a bad config) print one line, not R. */
+static int agree(struct ptl_trainer *t, int rc, const char *what)
+{
+    int size = t->world->size;
+    if (size == 1 || !ptl_dist_any(rc != 0))
+        return rc;
+    unsigned long long failed[4096];
+    int first = 0;
+    if (size <= 4096 && ptl_dist_allgather_u64(rc != 0, failed) == 0)
+        while (first < size && !failed[first])
+            first++;
+    if (rc != 0 && first == t->world->rank)
+        return rc;
+    return ptl_error(rc ? rc : PTL_EINVAL, "another rank failed %s (rank %d: see its message)",
+                     what, first);
+}
+
+int ptl_train_run(const struct ptl_config *cfg, const char *run_dir, const char *trace_path,
+                  struct ptl_eval_result *final, double *seconds)
 {
     struct ptl_trainer t;
     memset(&t, 0, sizeof t);
     double t0 = ptl_now();
-    int rc = trainer_setup(&t, cfg);
+    int rc = agree(&t, trainer_setup(&t, cfg), "to set up");
     if (rc == 0)
-        rc = run_files(&t, run_dir);
+        rc = agree(&t, trainer_connect(&t, trace_path), "to set up");
+    if (rc == 0)
+        rc = agree(&t, run_files(&t, run_dir), "to create the run directory");
+    if (rc == 0)
+        rc = agree(&t, open_debug_log(&t), "to open its debug log");
     if (rc == 0) {
-        char extra[512];
-        snprintf(extra, sizeof extra,
-                 "\"arch\":\"%s\",\"train_samples\":%d,\"batch\":%d,\"steps\":%ld,"
-                 "\"threads\":%d,\"version\":\"%s\"",
-                 ptl_model_arch(t.model), t.train.n, t.batch, t.max_steps, ptl_threads_get(),
-                 ptl_version());
-        ptl_progress_event(&t.progress, "start", extra);
+        if (is_root(&t)) {
+            char extra[640];
+            size_t bucket_floats = 0;
+            int buckets = t.sync ? ptl_grad_sync_buckets(t.sync, &bucket_floats) : 0;
+            snprintf(extra, sizeof extra,
+                     "\"arch\":\"%s\",\"train_samples\":%d,\"batch\":%d,\"steps\":%ld,"
+                     "\"threads\":%d,\"ranks\":%d,\"shard\":\"%s\",\"buckets\":%d,"
+                     "\"bucket_floats\":%zu,\"version\":\"%s\"",
+                     ptl_model_arch(t.model), t.train.n, t.batch, t.max_steps, ptl_threads_get(),
+                     t.world->size, t.shard_local ? "local" : "global", buckets, bucket_floats,
+                     ptl_version());
+            ptl_progress_event(&t.progress, "start", extra);
+        }
         rc = train_loop(&t);
+        /* Mid-training the other ranks may be inside a collective: end the job. */
+        if (rc != 0 && t.world->size > 1)
+            ptl_dist_abort(1, ptl_error_message());
     }
     char path[4200];
-    if (rc == 0 && (rc = join(path, sizeof path, run_dir, "final.h5")) == 0)
+    if (rc == 0 && is_root(&t) && (rc = join(path, sizeof path, run_dir, "final.h5")) == 0)
         rc = ptl_weights_save(t.model, path);
+    if (rc == 0 && t.trace) {
+        ptl_watchdog_beat("writing the trace", t.step);
+        rc = ptl_trace_write(t.trace, trace_path);
+    }
     if (t.progress.metrics) {
         char extra[128];
         snprintf(extra, sizeof extra, "\"status\":\"%s\",\"steps\":%ld",

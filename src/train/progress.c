@@ -9,13 +9,6 @@
 #include "ptl/core.h"
 #include "train/progress.h"
 
-double ptl_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int ptl_progress_open(struct ptl_progress *p, const char *metrics_path, long total_steps,
                       int log_every)
 {

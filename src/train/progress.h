@@ -20,7 +20,6 @@ struct ptl_progress {
     int line_open;      /* a live line is on the terminal */
 };
 
-double ptl_now(void); /* monotonic seconds */
 
 int ptl_progress_open(struct ptl_progress *p, const char *metrics_path, long total_steps,
                       int log_every);
