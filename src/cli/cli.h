@@ -13,6 +13,10 @@ int ptl_cli_bench(int argc, char **argv);
  * ptl_cli_bench, argv[1] is "step"). */
 int ptl_cli_bench_step(int argc, char **argv);
 
+/* ptl bench dist [...]: gradient-sync bandwidth against a bare MPI_Allreduce of the same bytes,
+ * run under mpirun (bench_dist.c; argv[1] is "dist"). */
+int ptl_cli_bench_dist(int argc, char **argv);
+
 /* ptl model list | summary: the architectures and their layer tables. */
 int ptl_cli_model(int argc, char **argv);
 

@@ -52,6 +52,15 @@ int main(int argc, char **argv)
         printf("ptl %s\n", ptl_version());
         return 0;
     }
+    if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "dist") == 0) {
+        if (ptl_dist_init(&argc, &argv) != 0) {
+            fprintf(stderr, "ptl bench dist: %s\n", ptl_error_message());
+            return 1;
+        }
+        int status = ptl_cli_bench(argc - 1, argv + 1);
+        ptl_dist_finalize();
+        return status;
+    }
     if (strcmp(cmd, "bench") == 0)
         return ptl_cli_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "model") == 0)
