@@ -657,6 +657,14 @@ static int open_debug_log(struct ptl_trainer *t)
     int rc = join(path, sizeof path, t->run_dir, name);
     if (rc == 0 && (t->debug = fopen(path, "w")) == NULL)
         rc = ptl_error(PTL_EIO, "%s: cannot open for writing: %s", path, strerror(errno));
+    if (rc == 0) {
+        char host[256] = "?";
+        gethostname(host, sizeof host - 1);
+        fprintf(t->debug, "rank %d of %d pid %ld host %s threads %d slots %d..%d\n",
+                t->world->rank, t->world->size, (long)getpid(), host, ptl_threads_get(),
+                t->slot0, t->slot0 + t->local_batch - 1);
+        fflush(t->debug);
+    }
     return rc;
 }
 
