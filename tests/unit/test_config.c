@@ -190,6 +190,7 @@ static const char *full_config =
     "data.batch: 64\n"
     "data.pk: [16, 4]\n"
     "data.eval_batch: 128\n"
+    "data.shard: local\n"
     "augment:\n"
     "  flip: 0.5\n"
     "  pad: 10\n"
@@ -229,7 +230,11 @@ static const char *full_config =
     "checkpoint:\n"
     "  every_steps: 1000\n"
     "  every_minutes: 30.5\n"
-    "  keep_last: 2\n";
+    "  keep_last: 2\n"
+    "latent:\n"
+    "  merge: ema:0.5\n"
+    "  merge_every: 4\n"
+    "dist: {bucket_mb: 8.5, sync_bn: true, timeout: 120}\n";
 
 Test(config, full_file)
 {
@@ -273,6 +278,12 @@ Test(config, full_file)
     cr_assert_eq(ptl_config_int(c, "train.epochs"), 120);
     cr_assert_eq(ptl_config_float(c, "checkpoint.every_minutes"), 30.5);
     cr_assert_eq(ptl_config_int(c, "checkpoint.keep_last"), 2);
+    cr_assert_str_eq(ptl_config_string(c, "data.shard"), "local");
+    cr_assert_str_eq(ptl_config_string(c, "latent.merge"), "ema:0.5");
+    cr_assert_eq(ptl_config_int(c, "latent.merge_every"), 4);
+    cr_assert_eq(ptl_config_float(c, "dist.bucket_mb"), 8.5);
+    cr_assert_eq(ptl_config_bool(c, "dist.sync_bn"), 1);
+    cr_assert_eq(ptl_config_float(c, "dist.timeout"), 120.0);
     /* the file names every key: a key added to the schema belongs here too */
     for (const struct ptl_config_key *k = keys(); k->key; k++)
         cr_assert_gt(ptl_config_line(c, k->key), 0, "%s is not in the full config", k->key);
