@@ -74,6 +74,34 @@ int ptl_batchnorm_backward_eval(float *d_in, float *d_gamma, float *d_beta, cons
                                 const float *in, const float *gamma, const float *running_mean,
                                 const float *running_var, const struct ptl_batchnorm_shape *s);
 
+/* Training mode in phases, for a batch spread over processes (SyncBN): s->n is this process's
+ * share, and the caller sums each phase's per-channel doubles over the processes before the next
+ * phase. The result is forward_train / backward_train on the whole batch (same two-pass
+ * statistics, up to the order of the sums). Forward:
+ *   split_sum(sum) -> sum over processes, with the count n*hw -> mean = sum / count;
+ *   split_sqdev(sq, mean) -> sum over processes;
+ *   split_forward(out, invstd, ...) normalises with var = sq / count, writes 1/sqrt(var + eps)
+ *   (C doubles) for backward and applies the same running-stat update on every process.
+ * Backward (dy of every process scaled alike, e.g. by the number of processes as in DDP):
+ *   split_backward_sums(sum_dy, dot) writes the local sum(dy) and sum(dy * (x - mean)) and adds
+ *   this process's share to d_gamma / d_beta (NULL: skipped); sum them over processes;
+ *   split_backward_input ACCUMULATES d_in with the global sums. count is the global count. */
+int ptl_batchnorm_split_sum(double *sum, const float *in, const struct ptl_batchnorm_shape *s);
+int ptl_batchnorm_split_sqdev(double *sq, const float *in, const double *mean,
+                              const struct ptl_batchnorm_shape *s);
+int ptl_batchnorm_split_forward(float *out, double *invstd, float *running_mean,
+                                float *running_var, const float *in, const float *gamma,
+                                const float *beta, const double *mean, const double *sq,
+                                double count, const struct ptl_batchnorm_shape *s);
+int ptl_batchnorm_split_backward_sums(double *sum_dy, double *dot, float *d_gamma, float *d_beta,
+                                      const float *d_out, const float *in, const double *mean,
+                                      const double *invstd, const struct ptl_batchnorm_shape *s);
+int ptl_batchnorm_split_backward_input(float *d_in, const float *d_out, const float *in,
+                                       const float *gamma, const double *mean,
+                                       const double *invstd, const double *sum_dy,
+                                       const double *dot, double count,
+                                       const struct ptl_batchnorm_shape *s);
+
 /* ---- activations over n floats; out may alias in; backward uses the forward output ---- */
 int ptl_relu_forward(float *out, const float *in, size_t n);
 int ptl_relu_backward(float *d_in, const float *d_out, const float *out, size_t n);

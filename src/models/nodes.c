@@ -1,6 +1,7 @@
 /* The op kinds of the graph (everything but the BConv-Cell, see cell.c): for each, a builder
  * that checks shapes and registers parameters with their PyTorch names, and the forward /
  * backward glue from graph tensors to the kernels of ptl/ops.h. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -128,11 +129,63 @@ static struct ptl_batchnorm_shape bn_shape(const struct ptl_model *m, const stru
     return (struct ptl_batchnorm_shape){.n = m->batch, .c = x->c, .hw = x->h * x->w,
                                         .eps = node->a.bn.eps, .momentum = node->a.bn.momentum};
 }
+/* Saved per node: the float mean and 1/std of forward_train (C each), then, 8-byte aligned,
+ * SyncBN's double mean and 1/std (C each, kept in double so backward needs no third sum over
+ * processes to match backward_train's exact small-count path) and the global count (0 when the
+ * last training forward was not SyncBN). Reserved for every BN node: the hook may be set after
+ * the arena is laid out, and 4C + 3 floats are nothing next to the activations. */
 static size_t bn_saved(const struct ptl_model *m, const struct ptl_node *node, int n)
 {
     (void)n;
-    return 2 * (size_t)m->tensors[node->in[0]].c;
+    size_t c = (size_t)m->tensors[node->in[0]].c;
+    return 2 * c + 1 + 2 * (2 * c + 1);
 }
+static double *bn_saved_doubles(const struct ptl_node *node, int c)
+{
+    uintptr_t p = (uintptr_t)(node->saved + 2 * (size_t)c);
+    p = (p + sizeof(double) - 1) & ~(uintptr_t)(sizeof(double) - 1);
+    return (double *)p;
+}
+/* SyncBN scratch, only during one call: 2C + 1 doubles (the workspace is malloc-aligned). */
+static size_t bn_workspace(const struct ptl_model *m, const struct ptl_node *node, int n)
+{
+    (void)n;
+    return 2 * (2 * (size_t)m->tensors[node->in[0]].c + 1);
+}
+
+/* Training forward with the statistics of the whole batch over all processes: two sums over
+ * processes (per-channel sums with the count, then squared deviations around the global mean),
+ * as forward_train's two passes. */
+static int bn_forward_sync(struct ptl_model *m, struct ptl_node *node,
+                           const struct ptl_batchnorm_shape *s, float *out, const float *in)
+{
+    const int c = s->c;
+    double *mean = bn_saved_doubles(node, c), *invstd = mean + c, *buf = (double *)m->workspace;
+    int rc = ptl_batchnorm_split_sum(buf, in, s);
+    if (rc != PTL_OK)
+        return rc;
+    buf[c] = (double)s->n * s->hw;
+    rc = m->bn_sum(m->bn_sum_ctx, buf, c + 1);
+    if (rc != PTL_OK)
+        return rc;
+    const double count = buf[c]; /* checked by split_forward: every process fails alike */
+    for (int ch = 0; ch < c; ch++)
+        mean[ch] = buf[ch] / count;
+    rc = ptl_batchnorm_split_sqdev(buf, in, mean, s);
+    if (rc != PTL_OK)
+        return rc;
+    rc = m->bn_sum(m->bn_sum_ctx, buf, c);
+    if (rc != PTL_OK)
+        return rc;
+    rc = ptl_batchnorm_split_forward(out, invstd, graph_param(m, node, BN_MEAN),
+                                     graph_param(m, node, BN_VAR), in,
+                                     graph_param(m, node, BN_GAMMA),
+                                     graph_param(m, node, BN_BETA), mean, buf, count, s);
+    if (rc == PTL_OK)
+        invstd[c] = count; /* for backward */
+    return rc;
+}
+
 static int bn_forward(struct ptl_model *m, struct ptl_node *node, int train)
 {
     struct ptl_batchnorm_shape s = bn_shape(m, node);
@@ -143,7 +196,13 @@ static int bn_forward(struct ptl_model *m, struct ptl_node *node, int train)
                                           graph_param(m, node, BN_BETA),
                                           graph_param(m, node, BN_MEAN),
                                           graph_param(m, node, BN_VAR), &s);
-    int rc = ptl_batchnorm_forward_train(out, node->saved, node->saved + s.c,
+    double *sync_count = bn_saved_doubles(node, s.c) + 2 * (size_t)s.c; /* 0: not SyncBN */
+    *sync_count = 0.0;
+    int rc;
+    if (m->bn_sum != NULL)
+        rc = bn_forward_sync(m, node, &s, out, in);
+    else
+        rc = ptl_batchnorm_forward_train(out, node->saved, node->saved + s.c,
                                          graph_param(m, node, BN_MEAN),
                                          graph_param(m, node, BN_VAR), in,
                                          graph_param(m, node, BN_GAMMA),
@@ -153,9 +212,43 @@ static int bn_forward(struct ptl_model *m, struct ptl_node *node, int train)
         *count += 1.0f;
     return rc;
 }
+
+/* Backward of a SyncBN forward: one sum over processes of [sum(dy)..., sum(dy*(x-mean))...].
+ * d_gamma / d_beta get this process's share only (the gradient averaging adds the others);
+ * d_in uses the global sums, which is PyTorch's SyncBatchNorm. */
+static int bn_backward_sync(struct ptl_model *m, struct ptl_node *node,
+                            const struct ptl_batchnorm_shape *s)
+{
+    const int c = s->c;
+    const double *mean = bn_saved_doubles(node, c), *invstd = mean + c;
+    const double count = invstd[c];
+    double *buf = (double *)m->workspace;
+    const float *dy = graph_act_grad(m, node->out), *in = graph_act(m, node->in[0]);
+    int rc = ptl_batchnorm_split_backward_sums(buf, buf + c, graph_param_grad(m, node, BN_GAMMA),
+                                               graph_param_grad(m, node, BN_BETA), dy, in, mean,
+                                               invstd, s);
+    if (rc != PTL_OK)
+        return rc;
+    /* Every process joins the sum, even one that needs no input gradient. */
+    rc = m->bn_sum(m->bn_sum_ctx, buf, 2 * c);
+    if (rc != PTL_OK)
+        return rc;
+    float *d_in = graph_act_grad(m, node->in[0]);
+    if (d_in == NULL)
+        return PTL_OK;
+    return ptl_batchnorm_split_backward_input(d_in, dy, in, graph_param(m, node, BN_GAMMA), mean,
+                                              invstd, buf, buf + c, count, s);
+}
+
 static int bn_backward(struct ptl_model *m, struct ptl_node *node)
 {
     struct ptl_batchnorm_shape s = bn_shape(m, node);
+    if (bn_saved_doubles(node, s.c)[2 * (size_t)s.c] != 0.0) {
+        if (m->bn_sum == NULL)
+            return ptl_error(PTL_EINVAL, "batchnorm: the SyncBN hook was removed between "
+                                         "forward and backward");
+        return bn_backward_sync(m, node, &s);
+    }
     return ptl_batchnorm_backward_train(graph_act_grad(m, node->in[0]),
                                         graph_param_grad(m, node, BN_GAMMA),
                                         graph_param_grad(m, node, BN_BETA),
@@ -167,8 +260,8 @@ static double bn_flops(const struct ptl_model *m, const struct ptl_node *node)
 {
     return 2.0 * graph_numel(m, node->out);
 }
-const struct ptl_node_ops ptl_node_bn = {"batchnorm", bn_saved, NULL, bn_forward, bn_backward,
-                                         bn_flops};
+const struct ptl_node_ops ptl_node_bn = {"batchnorm", bn_saved, bn_workspace, bn_forward,
+                                         bn_backward, bn_flops};
 
 int graph_bn(struct ptl_model *m, const char *name, int x)
 {

@@ -237,3 +237,184 @@ int ptl_batchnorm_backward_eval(float *d_in, float *d_gamma, float *d_beta, cons
     }
     return PTL_OK;
 }
+
+/* ---- Split phases: training-mode statistics over a batch spread over processes (SyncBN) ----
+ *
+ * The caller sums each phase's per-channel doubles over the processes between the calls (no
+ * MPI here). The phases repeat the two-pass scheme of forward_train: sum -> global mean ->
+ * squared deviations around it -> global variance, so R processes reproduce one process with
+ * the whole batch up to the order of the sums. */
+
+int ptl_batchnorm_split_sum(double *sum, const float *in, const struct ptl_batchnorm_shape *s)
+{
+    static const char op[] = "batchnorm_split_sum";
+    int rc = check_shape(op, s);
+    if (rc != PTL_OK)
+        return rc;
+    PTL_CHECK_PTR(op, sum);
+    PTL_CHECK_PTR(op, in);
+#pragma omp parallel for if (big(s))
+    for (int ch = 0; ch < s->c; ch++) {
+        double acc = 0.0;
+        for (int i = 0; i < s->n; i++) {
+            const float *x = in + at(s, i, ch);
+            for (int j = 0; j < s->hw; j++)
+                acc += x[j];
+        }
+        sum[ch] = acc;
+    }
+    return PTL_OK;
+}
+
+int ptl_batchnorm_split_sqdev(double *sq, const float *in, const double *mean,
+                              const struct ptl_batchnorm_shape *s)
+{
+    static const char op[] = "batchnorm_split_sqdev";
+    int rc = check_shape(op, s);
+    if (rc != PTL_OK)
+        return rc;
+    PTL_CHECK_PTR(op, sq);
+    PTL_CHECK_PTR(op, in);
+    PTL_CHECK_PTR(op, mean);
+#pragma omp parallel for if (big(s))
+    for (int ch = 0; ch < s->c; ch++) {
+        const double m = mean[ch];
+        double acc = 0.0;
+        for (int i = 0; i < s->n; i++) {
+            const float *x = in + at(s, i, ch);
+            for (int j = 0; j < s->hw; j++) {
+                double d = x[j] - m;
+                acc += d * d;
+            }
+        }
+        sq[ch] = acc;
+    }
+    return PTL_OK;
+}
+
+/* The global count must cover this process's values and, as in PyTorch, exceed 1. */
+static int check_count(const char *op, double count, const struct ptl_batchnorm_shape *s)
+{
+    PTL_CHECK(isfinite(count) && count >= (double)s->n * s->hw,
+              "%s: global count %g is less than this process's %lld values per channel", op,
+              count, (long long)s->n * s->hw);
+    PTL_CHECK(count >= 2.0,
+              "%s: expected more than 1 value per channel when training (global count = %g)", op,
+              count);
+    return PTL_OK;
+}
+
+int ptl_batchnorm_split_forward(float *out, double *invstd, float *running_mean,
+                                float *running_var, const float *in, const float *gamma,
+                                const float *beta, const double *mean, const double *sq,
+                                double count, const struct ptl_batchnorm_shape *s)
+{
+    static const char op[] = "batchnorm_split_forward";
+    int rc = check_shape(op, s);
+    if (rc != PTL_OK)
+        return rc;
+    PTL_CHECK_PTR(op, out);
+    PTL_CHECK_PTR(op, invstd);
+    PTL_CHECK_PTR(op, in);
+    PTL_CHECK_PTR(op, mean);
+    PTL_CHECK_PTR(op, sq);
+    rc = check_count(op, count, s);
+    if (rc != PTL_OK)
+        return rc;
+
+    const int n = s->n, c = s->c, hw = s->hw;
+#pragma omp parallel for if (big(s))
+    for (int ch = 0; ch < c; ch++) {
+        const double mu = mean[ch];
+        const double is = 1.0 / sqrt(sq[ch] / count + s->eps); /* biased variance normalises */
+        const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *x = in + at(s, i, ch);
+            float *y = out + at(s, i, ch);
+            for (int j = 0; j < hw; j++)
+                y[j] = (float)((x[j] - mu) * is * g + b);
+        }
+        invstd[ch] = is;
+        /* Every process applies the same global update, so the running statistics stay
+         * identical on all of them (unbiased variance over the global count, as in PyTorch). */
+        const double m = s->momentum;
+        if (running_mean != NULL)
+            running_mean[ch] = (float)((1.0 - m) * running_mean[ch] + m * mu);
+        if (running_var != NULL)
+            running_var[ch] = (float)((1.0 - m) * running_var[ch] + m * (sq[ch] / (count - 1.0)));
+    }
+    return PTL_OK;
+}
+
+int ptl_batchnorm_split_backward_sums(double *sum_dy, double *dot, float *d_gamma, float *d_beta,
+                                      const float *d_out, const float *in, const double *mean,
+                                      const double *invstd, const struct ptl_batchnorm_shape *s)
+{
+    static const char op[] = "batchnorm_split_backward_sums";
+    int rc = check_shape(op, s);
+    if (rc != PTL_OK)
+        return rc;
+    PTL_CHECK_PTR(op, sum_dy);
+    PTL_CHECK_PTR(op, dot);
+    PTL_CHECK_PTR(op, d_out);
+    PTL_CHECK_PTR(op, in);
+    PTL_CHECK_PTR(op, mean);
+    PTL_CHECK_PTR(op, invstd);
+#pragma omp parallel for if (big(s))
+    for (int ch = 0; ch < s->c; ch++) {
+        const double mu = mean[ch];
+        double sdy = 0.0, sdot = 0.0;
+        for (int i = 0; i < s->n; i++) {
+            const float *x = in + at(s, i, ch), *dy = d_out + at(s, i, ch);
+            for (int j = 0; j < s->hw; j++) {
+                sdy += dy[j];
+                sdot += dy[j] * (x[j] - mu);
+            }
+        }
+        sum_dy[ch] = sdy;
+        dot[ch] = sdot;
+        /* This process's share: the gradient averaging over processes adds the rest. */
+        if (d_gamma != NULL)
+            d_gamma[ch] += (float)(sdot * invstd[ch]);
+        if (d_beta != NULL)
+            d_beta[ch] += (float)sdy;
+    }
+    return PTL_OK;
+}
+
+int ptl_batchnorm_split_backward_input(float *d_in, const float *d_out, const float *in,
+                                       const float *gamma, const double *mean,
+                                       const double *invstd, const double *sum_dy,
+                                       const double *dot, double count,
+                                       const struct ptl_batchnorm_shape *s)
+{
+    static const char op[] = "batchnorm_split_backward_input";
+    int rc = check_shape(op, s);
+    if (rc != PTL_OK)
+        return rc;
+    PTL_CHECK_PTR(op, d_in);
+    PTL_CHECK_PTR(op, d_out);
+    PTL_CHECK_PTR(op, in);
+    PTL_CHECK_PTR(op, mean);
+    PTL_CHECK_PTR(op, invstd);
+    PTL_CHECK_PTR(op, sum_dy);
+    PTL_CHECK_PTR(op, dot);
+    rc = check_count(op, count, s);
+    if (rc != PTL_OK)
+        return rc;
+#pragma omp parallel for if (big(s))
+    for (int ch = 0; ch < s->c; ch++) {
+        const double mu = mean[ch], is = invstd[ch];
+        /* backward_train's formula with the global sums and count. */
+        const double grad_mean = sum_dy[ch] / count;
+        const double proj = dot[ch] * is * is / count;
+        const double scale = is * (gamma ? gamma[ch] : 1.0);
+        for (int i = 0; i < s->n; i++) {
+            const float *x = in + at(s, i, ch), *dy = d_out + at(s, i, ch);
+            float *dx = d_in + at(s, i, ch);
+            for (int j = 0; j < s->hw; j++)
+                dx[j] += (float)((dy[j] - grad_mean - (x[j] - mu) * proj) * scale);
+        }
+    }
+    return PTL_OK;
+}

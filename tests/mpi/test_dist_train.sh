@@ -140,6 +140,47 @@ two=$(sed 's/.*eval: //' "$out")
 [ -n "$one" ] && [ "$one" = "$two" ] || fail "eval over 2 ranks '$two' != 1 rank '$one'"
 [ "$(grep -c . "$out")" -eq 1 ] || fail "eval over 2 ranks printed more than rank 0's line"
 
+# ---- person ReID over 2 ranks: P x K split by identities, triplet per rank, sharded CMC/mAP ----
+if "$py" -c 'import PIL' 2>/dev/null; then
+    "$py" "$top_srcdir/tests/cli/make_market_lookalike.py" "$t/market"
+    cat >"$t/reid.yaml" <<EOF
+run: {threads: 1, log_every: 1}
+model: {arch: ptl-resnet18-narrow}
+data: {path: $t/market, format: market1501, size: [32, 16], sampler: pk, pk: [4, 2], batch: 8,
+       eval_split: query, eval_batch: 2}
+augment: {flip: 0.5, erase: 0.5, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+loss: {ce: 1, triplet: 1, margin: 0.3}
+optim: {name: adam, lr: 0.001}
+train: {epochs: 2, eval_every: 0}
+EOF
+    run 2 train "$t/reid.yaml" --out "$t/reid2" || fail "ReID on 2 ranks: $(tail -c 600 "$err")"
+    grep -q "(6 queries)" "$out" || fail "ReID on 2 ranks: no evaluation of the 6 queries: $(cat "$out")"
+    run 0 eval "$t/reid.yaml" --weights "$t/reid2/final.h5" || fail "ReID eval: $(cat "$err")"
+    one=$(sed 's/.*eval: //' "$out")
+    run 2 eval "$t/reid.yaml" --weights "$t/reid2/final.h5" || fail "ReID eval on 2: $(cat "$err")"
+    two=$(sed 's/.*eval: //' "$out")
+    [ -n "$one" ] && [ "$one" = "$two" ] || fail "ReID eval over 2 ranks '$two' != 1 rank '$one'"
+    run 2 train "$t/reid.yaml" --out "$t/reid3" --set 'data.pk=[3, 2]' --set data.batch=6
+    grep -q "data.pk: 3 identities per batch do not divide over 2 ranks" "$err" ||
+        fail "P=3 over 2 ranks: no clear message: $(head -c 600 "$err")"
+
+    # one rank cannot read its data: the job ends, naming the rank and the file
+    cp -r "$t/market" "$t/market-bad"
+    bad=$(ls "$t/market-bad/bounding_box_train/"*.jpg | sort | tail -n 1)
+    head -c 300 "$bad" >"$bad.part" && mv "$bad.part" "$bad"
+    start=$(date +%s)
+    run 2 train "$t/reid.yaml" --out "$t/reid-bad" --set data.path="$t/market-bad" \
+        --set train.epochs=50
+    st=$?
+    took=$(($(date +%s) - start))
+    [ "$st" -ne 0 ] || fail "a truncated image was trained on without error"
+    [ "$took" -le 120 ] || fail "the job took $took s to end after a read error"
+    grep -q "ptl: rank [01]: .*$(basename "$bad")" "$err" ||
+        fail "the read error does not name the rank and the file: $(head -c 800 "$err")"
+else
+    echo "note: no PIL in $py: the ReID part is not run"
+fi
+
 # ---- a global batch that does not divide ----
 run 3 train "$t/cfg.yaml" --out "$t/bad3" --steps 2
 st=$?

@@ -1,9 +1,11 @@
 /* Unit tests of batch normalisation: training and eval forward against double-precision
  * references (incl. running-stat updates), finite-difference gradients for the input, gamma and
- * beta in both modes, the near-cancelling n*hw = 2 case, accumulation and argument errors. */
+ * beta in both modes, the near-cancelling n*hw = 2 case, accumulation and argument errors, and
+ * the split (SyncBN) phases against the whole-batch kernels with processes emulated by slices. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gradcheck.h"
@@ -306,4 +308,163 @@ Test(batchnorm, threaded_result_equals_single_thread)
         free(y[t]);
         free(dx[t]);
     }
+}
+
+/* ---- split phases (SyncBN): processes emulated by slices of one batch ---- */
+
+/* Runs the split phases on `parts` consecutive sample slices of x (N, C, HW), adding each phase's
+ * per-channel sums over the slices by hand where processes would MPI_Allreduce them. Every slice
+ * keeps its own running statistics (rm, rv: parts x C), as every process does; d_gamma / d_beta
+ * get every slice's share. */
+static void split_run(const struct ptl_batchnorm_shape *full, int parts, const float *x,
+                      const float *dy, const float *gamma, const float *beta, float *y, float *dx,
+                      float *rm, float *rv, float *dg, float *db)
+{
+    const int c = full->c;
+    double *sum = calloc(c, sizeof *sum), *part = calloc(c, sizeof *part);
+    double *mean = calloc(c, sizeof *mean), *sq = calloc(c, sizeof *sq);
+    double *invstd = calloc((size_t)parts * c, sizeof *invstd);
+    double *sdy = calloc(2 * (size_t)c, sizeof *sdy), *pdy = calloc(2 * (size_t)c, sizeof *pdy);
+    cr_assert(sum && part && mean && sq && invstd && sdy && pdy);
+    struct ptl_batchnorm_shape s[8];
+    size_t off[8];
+    cr_assert(parts <= 8);
+    double count = 0;
+    for (int p = 0; p < parts; p++) {
+        int i0 = full->n * p / parts, i1 = full->n * (p + 1) / parts;
+        s[p] = *full;
+        s[p].n = i1 - i0;
+        off[p] = (size_t)i0 * c * full->hw;
+        cr_assert_eq(ptl_batchnorm_split_sum(part, x + off[p], &s[p]), PTL_OK);
+        for (int ch = 0; ch < c; ch++)
+            sum[ch] += part[ch];
+        count += (double)s[p].n * s[p].hw;
+    }
+    for (int ch = 0; ch < c; ch++)
+        mean[ch] = sum[ch] / count;
+    for (int p = 0; p < parts; p++) {
+        cr_assert_eq(ptl_batchnorm_split_sqdev(part, x + off[p], mean, &s[p]), PTL_OK);
+        for (int ch = 0; ch < c; ch++)
+            sq[ch] += part[ch];
+    }
+    for (int p = 0; p < parts; p++)
+        cr_assert_eq(ptl_batchnorm_split_forward(y + off[p], invstd + (size_t)p * c,
+                                                 rm + (size_t)p * c, rv + (size_t)p * c,
+                                                 x + off[p], gamma, beta, mean, sq, count, &s[p]),
+                     PTL_OK);
+    for (int p = 0; p < parts; p++) {
+        cr_assert_eq(memcmp(invstd, invstd + (size_t)p * c, c * sizeof *invstd), 0);
+        cr_assert_eq(ptl_batchnorm_split_backward_sums(pdy, pdy + c, dg, db, dy + off[p],
+                                                       x + off[p], mean, invstd, &s[p]),
+                     PTL_OK);
+        for (int k = 0; k < 2 * c; k++)
+            sdy[k] += pdy[k];
+    }
+    for (int p = 0; p < parts; p++)
+        cr_assert_eq(ptl_batchnorm_split_backward_input(dx + off[p], dy + off[p], x + off[p],
+                                                        gamma, mean, invstd, sdy, sdy + c, count,
+                                                        &s[p]),
+                     PTL_OK);
+    free(sum);
+    free(part);
+    free(mean);
+    free(sq);
+    free(invstd);
+    free(sdy);
+    free(pdy);
+}
+
+/* The split phases over `parts` slices against forward_train / backward_train on the whole
+ * batch. With one part and n*hw <= 256 (where backward_train recomputes its statistics in
+ * double) the two paths do the same arithmetic in the same order: bit-identical. */
+static void check_split(int n, int c, int hw, int parts)
+{
+    struct ptl_batchnorm_shape s = {n, c, hw, 1e-5f, 0.1f};
+    size_t len = numel(&s);
+    float *x = tc_alloc(len), *dy = tc_alloc(len), *y = tc_alloc(len), *y2 = tc_alloc(len);
+    float *dx = tc_alloc(len), *dx2 = tc_alloc(len);
+    float gamma[6], beta[6], mean[6], invstd[6], rm[6], rv[6], rm2[8 * 6], rv2[8 * 6];
+    float dg[6] = {0}, db[6] = {0}, dg2[6] = {0}, db2[6] = {0};
+    cr_assert(c <= 6 && parts <= 8);
+    tc_fill(x, len, 7 + len, 1.0f, 5.0f); /* mean ~3 >> std: the two passes matter */
+    tc_fill(dy, len, 8 + len, -1.0f, 1.0f);
+    tc_fill(gamma, c, 9, 0.5f, 2.0f);
+    tc_fill(beta, c, 10, -1.0f, 1.0f);
+    tc_fill(rm, c, 11, -0.5f, 0.5f);
+    tc_fill(rv, c, 12, 0.5f, 2.0f);
+    for (int p = 0; p < parts; p++) {
+        memcpy(rm2 + p * c, rm, c * sizeof *rm);
+        memcpy(rv2 + p * c, rv, c * sizeof *rv);
+    }
+    cr_assert_eq(ptl_batchnorm_forward_train(y, mean, invstd, rm, rv, x, gamma, beta, &s), PTL_OK);
+    cr_assert_eq(ptl_batchnorm_backward_train(dx, dg, db, dy, x, mean, invstd, gamma, &s), PTL_OK);
+    split_run(&s, parts, x, dy, gamma, beta, y2, dx2, rm2, rv2, dg2, db2);
+
+    char what[64];
+    snprintf(what, sizeof what, "split n%d c%d hw%d parts %d", n, c, hw, parts);
+    if (parts == 1 && (long long)n * hw <= 256) {
+        cr_expect_eq(memcmp(y, y2, len * sizeof *y), 0, "%s: out not bit-identical", what);
+        cr_expect_eq(memcmp(dx, dx2, len * sizeof *dx), 0, "%s: d_in not bit-identical", what);
+        cr_expect_eq(memcmp(dg, dg2, c * sizeof *dg), 0, "%s: d_gamma not bit-identical", what);
+        cr_expect_eq(memcmp(db, db2, c * sizeof *db), 0, "%s: d_beta not bit-identical", what);
+    }
+    double e;
+    cr_expect((e = tc_rel_err(y2, y, len, 1e-6)) <= 1e-5, "%s: out rel err %g", what, e);
+    cr_expect((e = tc_rel_err(dx2, dx, len, 1e-6)) <= 1e-5, "%s: d_in rel err %g", what, e);
+    cr_expect((e = tc_rel_err(dg2, dg, c, 1e-6)) <= 1e-5, "%s: d_gamma rel err %g", what, e);
+    cr_expect((e = tc_rel_err(db2, db, c, 1e-6)) <= 1e-5, "%s: d_beta rel err %g", what, e);
+    for (int p = 0; p < parts; p++) {
+        cr_expect((e = tc_rel_err(rm2 + p * c, rm, c, 1e-6)) <= 1e-6,
+                  "%s: running_mean of part %d rel err %g", what, p, e);
+        cr_expect((e = tc_rel_err(rv2 + p * c, rv, c, 1e-6)) <= 1e-6,
+                  "%s: running_var of part %d rel err %g", what, p, e);
+    }
+    free(x);
+    free(dy);
+    free(y);
+    free(y2);
+    free(dx);
+    free(dx2);
+}
+
+Test(batchnorm, split_phases_equal_whole_batch)
+{
+    check_split(4, 3, 30, 1);  /* one process: same arithmetic as the whole-batch kernels */
+    check_split(2, 5, 1, 1);   /* BatchNorm1d, 2 values per channel */
+    check_split(4, 3, 100, 1); /* n*hw > 256: backward_train uses its float statistics */
+    check_split(8, 5, 42, 2);
+    check_split(8, 5, 42, 4);
+    check_split(5, 3, 9, 3);   /* uneven slices: 1, 2, 2 samples */
+    check_split(4, 2, 1, 4);   /* BatchNorm1d, one value per channel and process */
+}
+
+Test(batchnorm, split_phases_bad_arguments_are_errors)
+{
+    struct ptl_batchnorm_shape s = {2, 2, 1, 1e-5f, 0.1f};
+    float buf[4] = {1, 2, 3, 4}, out[4];
+    double mean[2] = {0, 0}, sq[2] = {1, 1}, inv[2];
+    ptl_error_clear();
+    /* One value per channel over all processes, as PyTorch refuses. */
+    struct ptl_batchnorm_shape one = {1, 2, 1, 1e-5f, 0.1f};
+    cr_assert_eq(ptl_batchnorm_split_forward(out, inv, NULL, NULL, buf, NULL, NULL, mean, sq, 1.0,
+                                             &one),
+                 PTL_EINVAL);
+    cr_assert(strstr(ptl_error_message(), "more than 1 value") != NULL, "message: %s",
+              ptl_error_message());
+    /* A global count below this process's own values is a broken sum. */
+    cr_assert_eq(ptl_batchnorm_split_forward(out, inv, NULL, NULL, buf, NULL, NULL, mean, sq, 1.5,
+                                             &s),
+                 PTL_EINVAL);
+    cr_assert(strstr(ptl_error_message(), "global count") != NULL, "message: %s",
+              ptl_error_message());
+    cr_assert_eq(ptl_batchnorm_split_backward_input(out, buf, buf, NULL, mean, sq, sq, sq, NAN, &s),
+                 PTL_EINVAL);
+    cr_assert_eq(ptl_batchnorm_split_sum(NULL, buf, &s), PTL_EINVAL);
+    cr_assert_eq(ptl_batchnorm_split_sqdev(sq, buf, NULL, &s), PTL_EINVAL);
+    cr_assert(strstr(ptl_error_message(), "batchnorm_split_sqdev") != NULL, "message: %s",
+              ptl_error_message());
+    cr_assert_eq(ptl_batchnorm_split_backward_sums(sq, NULL, NULL, NULL, buf, buf, mean, inv, &s),
+                 PTL_EINVAL);
+    struct ptl_batchnorm_shape bad = {0, 2, 1, 1e-5f, 0.1f};
+    cr_assert_eq(ptl_batchnorm_split_sum(sq, buf, &bad), PTL_EINVAL);
 }
