@@ -43,7 +43,7 @@ augment: {resize: [12, 12], flip: 0.5, pad: 1, erase: 0.5}
 optim: {name: adam, amsgrad: true}
 train: {epochs: 1}
 EOF
-    vg 0 "ptl train" train "$t/cfg.yaml" --out "$t/run"
+    vg 0 "ptl train" train "$t/cfg.yaml" --out "$t/run" --trace "$t/trace.json"
     vg 1 "ptl train (bad data.classes)" train "$t/cfg.yaml" --out "$t/run2" \
         --set "data.classes=[0, 99]"
     vg 0 "ptl eval" eval "$t/cfg.yaml" --weights "$t/run/final.h5"
