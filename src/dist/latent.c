@@ -2,9 +2,10 @@
  * PTL"): slot n of every rank is replaced by the mean (or weighted mean, or an EMA towards the
  * mean) of slot n over the ranks, so every rank's cells carry what all ranks have seen.
  *
- * All states go in one packed float buffer and one allreduce; the spread between ranks comes
- * for free from two doubles per rank riding in a second, tiny allreduce:
- * sum_r |s_r - mean|^2 = sum_r |s_r|^2 - R |mean|^2. */
+ * All states go in one packed float buffer and one allreduce (with the ranks' weights in a tiny
+ * second one). The spread between ranks is measured in a second pass once the mean is known
+ * (one more allreduce of a double): the one-pass sum_r |s_r|^2 - R |mean|^2 cancels to noise
+ * when the ranks nearly agree. */
 #include <math.h>
 #include <mpi.h>
 #include <stdint.h>
@@ -17,10 +18,10 @@
 struct ptl_latent_merge {
     struct ptl_model *m;
     struct ptl_merge_spec spec;
-    float *packed;   /* this rank's states (kept for EMA), then the sums */
-    float *own;      /* EMA only: a copy of this rank's states */
+    float *packed;   /* this rank's states (weighted), then the sums */
+    float *own;      /* a copy of this rank's states */
     size_t floats;
-    double sums[2];  /* [sum of |s_r|^2 (weighted: w_r |s_r|^2), total weight] */
+    double sums[2];  /* [unused, total weight] */
     MPI_Request req[2];
     int active;
 };
@@ -91,9 +92,8 @@ int ptl_latent_merge_begin(struct ptl_latent_merge **out, struct ptl_model *m,
                                      "MPI message can carry", floats);
     }
     g->packed = malloc((g->floats ? g->floats : 1) * sizeof *g->packed);
-    if (spec->kind == PTL_MERGE_EMA)
-        g->own = malloc((g->floats ? g->floats : 1) * sizeof *g->own);
-    if (g->packed == NULL || (spec->kind == PTL_MERGE_EMA && g->own == NULL)) {
+    g->own = malloc((g->floats ? g->floats : 1) * sizeof *g->own);
+    if (g->packed == NULL || g->own == NULL) {
         size_t floats = g->floats;
         free(g->packed);
         free(g->own);
@@ -101,16 +101,12 @@ int ptl_latent_merge_begin(struct ptl_latent_merge **out, struct ptl_model *m,
         return ptl_error(PTL_ENOMEM, "latent merge: out of memory for %zu floats", floats);
     }
     walk_states(m, g->packed, 1);
-    double sq = 0;
-    for (size_t k = 0; k < g->floats; k++)
-        sq += (double)g->packed[k] * g->packed[k];
     double wgt = spec->kind == PTL_MERGE_WEIGHTED ? spec->weight : 1.0;
-    if (g->own)
-        memcpy(g->own, g->packed, g->floats * sizeof *g->own);
+    memcpy(g->own, g->packed, g->floats * sizeof *g->own);
     if (wgt != 1.0)
         for (size_t k = 0; k < g->floats; k++)
             g->packed[k] = (float)(wgt * g->packed[k]);
-    g->sums[0] = wgt * sq;
+    g->sums[0] = 0;
     g->sums[1] = wgt;
     int e1 = MPI_Iallreduce(MPI_IN_PLACE, g->packed, (int)g->floats, MPI_FLOAT, MPI_SUM,
                             MPI_COMM_WORLD, &g->req[0]);
@@ -138,18 +134,22 @@ int ptl_latent_merge_end(struct ptl_latent_merge *g, struct ptl_merge_report *re
         rc = ptl_error(PTL_EIO, "latent merge: MPI_Waitall failed");
     if (rc == 0) {
         double total_w = g->sums[1], norm2 = 0;
+        /* dev: this rank's weighted squared distance to the mean (the spread's second pass) */
+        double dev = 0, w = g->spec.kind == PTL_MERGE_WEIGHTED ? g->spec.weight : 1.0;
         for (size_t k = 0; k < g->floats; k++) {
-            double mean = g->packed[k] / total_w;
+            double mean = g->packed[k] / total_w, d = g->own[k] - mean;
             norm2 += mean * mean;
+            dev += w * d * d;
             g->packed[k] = g->spec.kind == PTL_MERGE_EMA
                                ? (float)((1.0 - g->spec.alpha) * g->own[k] + g->spec.alpha * mean)
                                : (float)mean;
         }
         walk_states(g->m, g->packed, 0);
-        if (report && g->floats > 0) {
-            /* Weighted: sum_r w_r |s_r - mean|^2 = sum_r w_r |s_r|^2 - W |mean|^2. */
-            double dev = g->sums[0] - total_w * norm2;
-            report->spread = sqrt((dev > 0 ? dev : 0) / (total_w * (double)g->floats));
+        if (MPI_Allreduce(MPI_IN_PLACE, &dev, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) !=
+            MPI_SUCCESS)
+            rc = ptl_error(PTL_EIO, "latent merge: MPI_Allreduce failed");
+        if (rc == 0 && report && g->floats > 0) {
+            report->spread = sqrt(dev / (total_w * (double)g->floats));
             report->rms = sqrt(norm2 / (double)g->floats);
             report->floats = g->floats;
         }
