@@ -22,6 +22,7 @@ enum ptl_status {
     PTL_EFORMAT = -4, /* a file's content is not what it must be */
     PTL_EMPI = -5,    /* an MPI call failed */
     PTL_ERANGE = -6,  /* a value (label, index) is out of its range */
+    PTL_ESTOPPED = -7, /* a run stopped on request (a signal) after writing a checkpoint */
 };
 
 /* Short static description of a status code ("invalid argument", ...). */

@@ -39,6 +39,9 @@ int ptl_dist_sum_doubles(void *ctx, double *values, int count); /* a ptl_model_s
 int ptl_dist_sum_floats(float *values, size_t count);
 int ptl_dist_min_long(long *value);
 int ptl_dist_broadcast(void *data, size_t bytes, int root);
+/* Gathers `count` floats of every rank into out[size * count] on rank `root` (out is not used
+ * elsewhere). */
+int ptl_dist_gather_floats(const float *mine, size_t count, float *out, int root);
 /* Sums `count` floats of every rank into rank `root` (in place there). */
 int ptl_dist_reduce_floats(float *values, size_t count, int root);
 /* 1 on every rank when `failed` is nonzero on any rank. */

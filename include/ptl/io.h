@@ -13,6 +13,7 @@
 #define PTL_IO_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "ptl/model.h"
 
@@ -53,6 +54,61 @@ int ptl_weights_load(struct ptl_model *m, const char *path, enum ptl_load_mode m
  * PATH, so on any failure an existing PATH is left exactly as it was and the temporary file
  * is removed. */
 int ptl_weights_save(struct ptl_model *m, const char *path);
+
+/* ---- training checkpoints (docs/checkpoint.md) ---- */
+
+#define PTL_CKPT_FORMAT_VERSION 1
+
+struct ptl_optimizer;
+
+/* Where a run stands and what it is. */
+struct ptl_ckpt_run {
+    long step;              /* global steps done */
+    long epoch;             /* epoch of the next step */
+    long next_batch;        /* batch index of the next step within that epoch */
+    long batches_per_epoch;
+    int global_batch, world_size;
+    unsigned long long seed;
+    char arch[64], shard[16], optimizer[16];
+};
+
+/* What ptl_ckpt_save writes. Latent states are packed per rank in the model's state order
+ * (ptl_model_state_*: slots x floats per slot each, the same slots on every rank). */
+struct ptl_ckpt_contents {
+    struct ptl_ckpt_run run;
+    const char *config_text;           /* the resolved config */
+    struct ptl_model *model;           /* model/<name>: parameters and (averaged) buffers */
+    struct ptl_optimizer *optim;       /* optimizer/<state>/<name> and steps */
+    const float *latent_merged;        /* latent/merged/<state>, or NULL */
+    const float *latent_ranks;         /* world_size x latent_floats, latent/rank<r>/..., or NULL */
+    size_t latent_floats;
+    const float *buffers_ranks;        /* world_size x buffer floats, buffers/rank<r>/..., or NULL */
+    const unsigned long long *rank_seeds; /* world_size x (sampler, augment), or NULL */
+};
+
+/* Writes the checkpoint whole or not at all (PATH.tmp.<pid>, fsync, rename, fsync of the
+ * directory), every dataset with a Fletcher-32 checksum. */
+int ptl_ckpt_save(const char *path, const struct ptl_ckpt_contents *c);
+
+/* An open checkpoint, verified: format and version, every group, every dataset read once
+ * (checksums, truncation). Errors name the file and what is wrong with it. */
+struct ptl_ckpt;
+int ptl_ckpt_open(struct ptl_ckpt **out, const char *path);
+void ptl_ckpt_close(struct ptl_ckpt *c);
+const struct ptl_ckpt_run *ptl_ckpt_run_info(const struct ptl_ckpt *c);
+const char *ptl_ckpt_config_text(const struct ptl_ckpt *c);
+const char *ptl_ckpt_path(const struct ptl_ckpt *c);
+/* The model itself loads with ptl_weights_load(m, path, PTL_LOAD_STRICT, ...): weights files
+ * and checkpoints alike (a checkpoint's model/ group). */
+int ptl_ckpt_load_optimizer(struct ptl_ckpt *c, struct ptl_optimizer *o, struct ptl_model *m);
+/* Latent states of `rank` (-1: the merged ones) into m's cells. */
+int ptl_ckpt_load_latent(struct ptl_ckpt *c, struct ptl_model *m, int rank);
+/* BatchNorm running statistics of `rank` when the checkpoint has per-rank ones (else no-op). */
+int ptl_ckpt_load_buffers(struct ptl_ckpt *c, struct ptl_model *m, int rank);
+/* Plain weights (model/ copied to the root: what ptl_weights_save writes, for h52torch.py). */
+int ptl_ckpt_export(const char *ckpt, const char *out);
+/* Verifies the checkpoint and prints what it holds. */
+int ptl_ckpt_print_info(const char *path, FILE *out);
 
 #ifdef __cplusplus
 }

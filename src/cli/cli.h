@@ -5,6 +5,8 @@
 
 /* Exit status for a bad command line (as BSD's EX_USAGE). */
 #define PTL_EXIT_USAGE 64
+/* ptl train stopped by SIGUSR1/SIGTERM after a checkpoint: run it again (BSD's EX_TEMPFAIL). */
+#define PTL_EXIT_STOPPED 75
 
 /* ptl bench ops [...]: per-layer conv GFLOPS against a bare sgemm of the same shape. */
 int ptl_cli_bench(int argc, char **argv);
@@ -16,6 +18,9 @@ int ptl_cli_bench_step(int argc, char **argv);
 /* ptl bench dist [...]: gradient-sync bandwidth against a bare MPI_Allreduce of the same bytes,
  * run under mpirun (bench_dist.c; argv[1] is "dist"). */
 int ptl_cli_bench_dist(int argc, char **argv);
+
+/* ptl ckpt info | export: training checkpoints (ckpt_cmd.c). */
+int ptl_cli_ckpt(int argc, char **argv);
 
 /* ptl model list | summary: the architectures and their layer tables. */
 int ptl_cli_model(int argc, char **argv);

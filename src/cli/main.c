@@ -18,6 +18,8 @@ static const char usage[] =
     "  eval           evaluate weights on a config's evaluation data\n"
     "  data pack      pack a dataset into one HDF5 file\n"
     "  data info      what a dataset or packed file holds\n"
+    "  ckpt info      verify a training checkpoint and show what it holds\n"
+    "  ckpt export    write a checkpoint's weights as a plain weights file\n"
     "  plot           draw the curves of a run's metrics.jsonl into a PNG\n"
     "  model list     the architectures ptl builds\n"
     "  model summary  layer table, parameter counts and FLOPs of an architecture\n"
@@ -81,6 +83,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "data") == 0)
         return ptl_cli_data(argc - 1, argv + 1);
+    if (strcmp(cmd, "ckpt") == 0)
+        return ptl_cli_ckpt(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0)
         return ptl_cli_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "forward") == 0)

@@ -14,7 +14,7 @@
 
 static const char train_usage[] =
     "Usage: ptl train CONFIG.yaml --out RUN_DIR [--steps N] [--epochs E] [--seed S]\n"
-    "                 [--trace TRACE.json] [--set key=value]...\n"
+    "                 [--resume auto|CKPT.h5] [--trace TRACE.json] [--set key=value]...\n"
     "       mpirun -n R ptl train CONFIG.yaml --out RUN_DIR ...   (or srun under Slurm)\n"
     "       ptl train CONFIG.yaml --dry-run [--set key=value]...\n"
     "       ptl train --list-keys\n"
@@ -26,7 +26,9 @@ static const char train_usage[] =
     "  config.yaml     the resolved config: every key, after the flags below\n"
     "  metrics.jsonl   one JSON object per line: training losses, lr, images/s every\n"
     "                  run.log_every steps, every evaluation (ptl plot draws it)\n"
-    "  checkpoints/    weight snapshots every checkpoint.every_steps steps\n"
+    "  checkpoints/    ckpt-<step>.h5 every checkpoint.every_steps steps or every_minutes\n"
+    "                  minutes, at the end and on SIGUSR1/SIGTERM; `latest` names the\n"
+    "                  newest (docs/checkpoint.md)\n"
     "  final.h5        the trained weights by PyTorch name (ptl forward --weights, ptl eval)\n"
     "\n"
     "Progress goes to stderr: a live line on a terminal, else one line every run.log_every\n"
@@ -42,6 +44,9 @@ static const char train_usage[] =
     "                    (same as --set train.steps=N)\n"
     "  --epochs E        train for E epochs (--set train.epochs=E)\n"
     "  --seed S          seed of every random draw (--set run.seed=S)\n"
+    "  --resume auto     continue the run in RUN_DIR from its newest valid checkpoint (none:\n"
+    "                    start from step 0), so a job can simply be started again\n"
+    "  --resume CKPT.h5  continue from that checkpoint, writing into RUN_DIR\n"
     "  --trace FILE      write a Chrome trace (chrome://tracing, Perfetto) of every rank's\n"
     "                    forward, backward, allreduce buckets, waits, merges and I/O\n"
     "  --set key=value   override one config key (repeatable; YAML values: 0.1, true, [1, 2])\n"
@@ -52,7 +57,9 @@ static const char train_usage[] =
     "\n"
     "Exit status: 0 on success, 1 if the config, the data or the run failed (one line on\n"
     "stderr names the file, key or line), 3 when the watchdog ended a distributed run whose\n"
-    "ranks stopped making progress (dist.timeout), 64 for a bad command line.\n";
+    "ranks stopped making progress (dist.timeout), 64 for a bad command line, 75 when\n"
+    "SIGUSR1 or SIGTERM stopped the run after it wrote a checkpoint (start it again with\n"
+    "--resume auto).\n";
 
 static const char eval_usage[] =
     "Usage: ptl eval CONFIG.yaml --weights W.h5 [--set key=value]...\n"
@@ -135,7 +142,7 @@ static void print_result(const char *what, const struct ptl_eval_result *r)
 
 int ptl_cli_train(int argc, char **argv)
 {
-    const char *config = NULL, *out = NULL, *trace = NULL;
+    const char *config = NULL, *out = NULL, *trace = NULL, *resume = NULL;
     int dry_run = 0;
     /* --set values and the --steps/--epochs/--seed flags, as assignments in command-line order */
     char **sets = calloc((size_t)argc + 1, sizeof *sets);
@@ -164,7 +171,8 @@ int ptl_cli_train(int argc, char **argv)
         }
         int takes = strcmp(a, "--out") == 0 || strcmp(a, "--steps") == 0 ||
                     strcmp(a, "--epochs") == 0 || strcmp(a, "--seed") == 0 ||
-                    strcmp(a, "--set") == 0 || strcmp(a, "--trace") == 0;
+                    strcmp(a, "--set") == 0 || strcmp(a, "--trace") == 0 ||
+                    strcmp(a, "--resume") == 0;
         if (takes && i + 1 >= argc) {
             status = usage_error("train", "%s needs a value", a);
             goto done;
@@ -173,6 +181,8 @@ int ptl_cli_train(int argc, char **argv)
             out = argv[++i];
         } else if (strcmp(a, "--trace") == 0) {
             trace = argv[++i];
+        } else if (strcmp(a, "--resume") == 0) {
+            resume = argv[++i];
         } else if (strcmp(a, "--set") == 0) {
             sets[n_sets++] = argv[++i];
         } else if (takes) { /* --steps, --epochs, --seed: counts, applied as config keys */
@@ -215,7 +225,13 @@ int ptl_cli_train(int argc, char **argv)
     }
     struct ptl_eval_result r;
     double seconds = 0;
-    if (ptl_train_run(cfg, out, trace, &r, &seconds) != 0) {
+    struct ptl_train_options opt = {trace, resume};
+    int rc = ptl_train_run(cfg, out, &opt, &r, &seconds);
+    if (rc == PTL_ESTOPPED) {
+        if (ptl_world()->rank == 0)
+            fprintf(stderr, "ptl train: %s\n", ptl_error_message());
+        status = PTL_EXIT_STOPPED;
+    } else if (rc != 0) {
         report_failure("train");
         status = 1;
     } else {

@@ -17,6 +17,7 @@ const char *ptl_strerror(int code)
     case PTL_EFORMAT: return "bad file format";
     case PTL_EMPI: return "MPI error";
     case PTL_ERANGE: return "value out of range";
+    case PTL_ESTOPPED: return "stopped on request";
     default: return "unknown error";
     }
 }

@@ -63,7 +63,7 @@ static int start_bucket(struct ptl_grad_sync *s, struct bucket *b)
     int err = MPI_Iallreduce(MPI_IN_PLACE, b->staging, (int)b->floats, MPI_FLOAT, MPI_SUM,
                              MPI_COMM_WORLD, &b->req);
     if (err != MPI_SUCCESS)
-        return ptl_error(PTL_EIO, "gradient allreduce: MPI_Iallreduce failed (error %d)", err);
+        return ptl_error(PTL_EMPI, "gradient allreduce: MPI_Iallreduce failed (error %d)", err);
     s->in_flight++;
     return PTL_OK;
 }
@@ -205,7 +205,7 @@ int ptl_grad_sync_finish(struct ptl_grad_sync *s)
         if (b->done)
             continue;
         if (MPI_Wait(&b->req, MPI_STATUS_IGNORE) != MPI_SUCCESS)
-            return ptl_error(PTL_EIO, "gradient allreduce: MPI_Wait failed");
+            return ptl_error(PTL_EMPI, "gradient allreduce: MPI_Wait failed");
         b->done = 1;
         if (s->trace)
             ptl_trace_event(s->trace, "allreduce", "comm", b->start_us, ptl_trace_now(s->trace));

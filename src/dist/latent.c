@@ -116,7 +116,7 @@ int ptl_latent_merge_begin(struct ptl_latent_merge **out, struct ptl_model *m,
         free(g->packed);
         free(g->own);
         free(g);
-        return ptl_error(PTL_EIO, "latent merge: MPI_Iallreduce failed");
+        return ptl_error(PTL_EMPI, "latent merge: MPI_Iallreduce failed");
     }
     g->active = 1;
     *out = g;
@@ -131,7 +131,7 @@ int ptl_latent_merge_end(struct ptl_latent_merge *g, struct ptl_merge_report *re
         return PTL_OK;
     int rc = PTL_OK;
     if (MPI_Waitall(2, g->req, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
-        rc = ptl_error(PTL_EIO, "latent merge: MPI_Waitall failed");
+        rc = ptl_error(PTL_EMPI, "latent merge: MPI_Waitall failed");
     if (rc == 0) {
         double total_w = g->sums[1], norm2 = 0;
         /* dev: this rank's weighted squared distance to the mean (the spread's second pass) */
@@ -147,7 +147,7 @@ int ptl_latent_merge_end(struct ptl_latent_merge *g, struct ptl_merge_report *re
         walk_states(g->m, g->packed, 0);
         if (MPI_Allreduce(MPI_IN_PLACE, &dev, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) !=
             MPI_SUCCESS)
-            rc = ptl_error(PTL_EIO, "latent merge: MPI_Allreduce failed");
+            rc = ptl_error(PTL_EMPI, "latent merge: MPI_Allreduce failed");
         if (rc == 0 && report && g->floats > 0) {
             report->spread = sqrt(dev / (total_w * (double)g->floats));
             report->rms = sqrt(norm2 / (double)g->floats);

@@ -2,6 +2,7 @@
  * when a launcher started the process, so a plain `ptl train` needs no mpirun and makes no MPI
  * call at all. Only the main thread calls MPI (MPI_THREAD_FUNNELED), except the watchdog's
  * MPI_Abort, which Open MPI allows from any thread. */
+#include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@ static int mpi_fail(int err, const char *what)
     char text[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(err, text, &len);
-    return ptl_error(PTL_EIO, "MPI %s failed: %s", what, text);
+    return ptl_error(PTL_EMPI, "MPI %s failed: %s", what, text);
 }
 
 int ptl_dist_init(int *argc, char ***argv)
@@ -44,7 +45,7 @@ int ptl_dist_init(int *argc, char ***argv)
     int provided = 0;
     int err = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     if (err != MPI_SUCCESS)
-        return ptl_error(PTL_EIO, "MPI_Init_thread failed (error %d)", err);
+        return ptl_error(PTL_EMPI, "MPI_Init_thread failed (error %d)", err);
     /* Errors come back as codes, reported with the rank, instead of killing the job silently. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     world.mpi = 1;
@@ -114,6 +115,20 @@ int ptl_dist_reduce_floats(float *values, size_t count, int root)
             return mpi_fail(err, "Reduce");
     }
     return PTL_OK;
+}
+
+int ptl_dist_gather_floats(const float *mine, size_t count, float *out, int root)
+{
+    if (world.size == 1) {
+        memcpy(out, mine, count * sizeof *mine);
+        return PTL_OK;
+    }
+    if (count > (size_t)INT_MAX)
+        return ptl_error(PTL_ERANGE, "gather: %zu floats per rank are more than MPI can send",
+                         count);
+    int err = MPI_Gather(mine, (int)count, MPI_FLOAT, out, (int)count, MPI_FLOAT, root,
+                         MPI_COMM_WORLD);
+    return err == MPI_SUCCESS ? PTL_OK : mpi_fail(err, "Gather");
 }
 
 int ptl_dist_min_long(long *value)

@@ -7,7 +7,9 @@
  * leaves the model as it was. Saving writes "PATH.tmp.<pid>", fsyncs it and renames it over
  * PATH, so a failed save leaves any existing PATH as it was.
  *
- * Not for: checkpoints (optimizer state, RNG, latent states) - those have their own file. The
+ * Loading also reads a training checkpoint's model/ group (checkpoint.c), so a checkpoint
+ * works wherever weights do. Checkpoints themselves (optimizer, latent states) are written by
+ * checkpoint.c. The
  * HDF5 library is the parallel build used serially here (default property lists, no MPI); the
  * error, locking and atomic-write plumbing shared with ptl forward is in h5util.c.
  */
@@ -79,6 +81,7 @@ struct file_item {
 struct load_ctx {
     const char *path;
     hid_t file;
+    hid_t root; /* where the entries are: the file's root, or a checkpoint's model/ group */
     struct file_item *items;
     size_t n_items;
     long *match; /* per model entry: index into items, or -1 */
@@ -93,6 +96,8 @@ static void load_ctx_free(struct load_ctx *c)
     free(c->items);
     free(c->match);
     free(c->staging);
+    if (c->root != c->file)
+        ptl_h5_close_id(&c->root, H5Gclose);
     ptl_h5_close_id(&c->file, H5Fclose);
 }
 
@@ -153,7 +158,7 @@ static herr_t collect_name(hid_t group, const char *name, const H5L_info_t *info
 static int describe_item(struct load_ctx *c, struct file_item *it)
 {
     char why[PTL_H5_REASON_SIZE];
-    hid_t obj = H5Oopen(c->file, it->name, H5P_DEFAULT);
+    hid_t obj = H5Oopen(c->root, it->name, H5P_DEFAULT);
     if (obj < 0)
         return ptl_error(PTL_EFORMAT, "weights %s: %s: truncated or corrupt (%s)", c->path,
                          it->name, ptl_h5_reason(why));
@@ -190,7 +195,7 @@ static int read_directory(struct load_ctx *c)
 {
     char why[PTL_H5_REASON_SIZE];
     struct name_vec v = {0};
-    herr_t st = H5Literate(c->file, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, collect_name, &v);
+    herr_t st = H5Literate(c->root, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, collect_name, &v);
     if (st < 0)
         ptl_h5_reason(why);
     int rc = PTL_OK;
@@ -325,7 +330,7 @@ static int read_values(struct load_ctx *c, const struct file_item *it, const str
                        float *dst)
 {
     char why[PTL_H5_REASON_SIZE];
-    hid_t ds = H5Dopen2(c->file, it->name, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(c->root, it->name, H5P_DEFAULT);
     if (ds < 0)
         return ptl_error(PTL_EFORMAT, "weights %s: %s: truncated or corrupt (%s)", c->path, e->name,
                          ptl_h5_reason(why));
@@ -368,6 +373,12 @@ static int load_validated(struct load_ctx *c, struct ptl_model *m, enum ptl_load
     ptl_h5_fapl_close(fapl);
     if (c->file < 0)
         return ptl_error(PTL_EFORMAT, "weights %s: truncated or corrupt (%s)", c->path, why);
+    c->root = c->file;
+    /* A training checkpoint (checkpoint.c) keeps the same entries in its model/ group. */
+    if (H5Aexists(c->file, "format") > 0 && H5Lexists(c->file, "model", H5P_DEFAULT) > 0 &&
+        (c->root = H5Gopen2(c->file, "model", H5P_DEFAULT)) < 0)
+        return ptl_error(PTL_EFORMAT, "weights %s: checkpoint without a readable model group (%s)",
+                         c->path, ptl_h5_reason(why));
     size_t staging_floats = 0;
     if ((rc = read_directory(c)) != 0 || (rc = match_entries(c, m, &staging_floats)) != 0)
         return rc;
@@ -425,7 +436,7 @@ int ptl_weights_load(struct ptl_model *m, const char *path, enum ptl_load_mode m
         return ptl_error(PTL_EINVAL, "weights load: needs a model and a path");
     if (mode != PTL_LOAD_STRICT && mode != PTL_LOAD_PARTIAL && mode != PTL_LOAD_BACKBONE)
         return ptl_error(PTL_EINVAL, "weights %s: unknown load mode %d", path, (int)mode);
-    struct load_ctx c = {.path = path, .file = -1, .backbone_only = mode == PTL_LOAD_BACKBONE};
+    struct load_ctx c = {.path = path, .file = -1, .root = -1, .backbone_only = mode == PTL_LOAD_BACKBONE};
     struct ptl_h5_quiet q;
     ptl_h5_quiet_begin(&q);
     int rc = load_validated(&c, m, mode, report);

@@ -136,11 +136,12 @@ static const struct ptl_config_key train_keys[] = {
 
     /* checkpoint */
     {"checkpoint.every_steps", PTL_CFG_INT, "0", 0, UP, NULL, 0,
-     "save the weights to checkpoints/step-N.h5 every this many steps (0 = not by steps)"},
+     "write a checkpoint (checkpoints/ckpt-N.h5: weights, optimizer, latent states, data "
+     "position) every this many steps (0 = not by steps)"},
     {"checkpoint.every_minutes", PTL_CFG_FLOAT, "0", 0, UP, NULL, 0,
-     "save the weights every this many minutes of wall time (0 = not by time)"},
+     "write a checkpoint every this many minutes of wall time (0 = not by time)"},
     {"checkpoint.keep_last", PTL_CFG_INT, "3", 1, 1000, NULL, 0,
-     "weight snapshots kept in checkpoints/ (older ones are deleted)"},
+     "checkpoints kept in checkpoints/ (older ones are deleted once a newer one is complete)"},
 
     /* latent (BConv-Cell states across ranks) */
     {"latent.merge", PTL_CFG_STRING, "mean", NONE, NULL, 0,

@@ -2,6 +2,7 @@
  * evaluations, weight snapshots, metrics and the final weights. */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,7 @@ static int schedule_from_config(struct ptl_schedule *s, const struct ptl_config 
 static void trainer_free(struct ptl_trainer *t)
 {
     ptl_watchdog_stop();
+    free(t->config_text);
     ptl_grad_sync_free(t->sync);
     ptl_trace_free(t->trace);
     if (t->debug)
@@ -228,6 +230,8 @@ static int trainer_setup(struct ptl_trainer *t, const struct ptl_config *cfg)
 {
     t->cfg = cfg;
     t->world = ptl_world();
+    if ((t->config_text = ptl_config_text(cfg)) == NULL)
+        return ptl_error(PTL_ENOMEM, "train: out of memory");
     t->seed = (uint64_t)ptl_config_int(cfg, "run.seed");
     t->sampler_seed = derive_seed(t->seed, 1);
     t->augment_seed = derive_seed(t->seed, 2);
@@ -385,9 +389,10 @@ static int snapshot_due_here(struct ptl_trainer *t)
 }
 
 /* One optimizer step on global batch b of the current epoch; this rank computes its slots.
- * *snapshot_due: whether rank 0 wants a snapshot now (every rank gets the same answer, so
- * the collective snapshot is entered by all or none). */
-static int train_step(struct ptl_trainer *t, int b, int *snapshot_due)
+ * *checkpoint_due: whether rank 0 wants a checkpoint now; t->stop_signal: whether any rank
+ * was asked to stop (every rank gets the same answers, so the collective checkpoint is
+ * entered by all or none). */
+static int train_step(struct ptl_trainer *t, int b, int *checkpoint_due)
 {
     double t0 = ptl_now(), ts = phase(t, "data loading");
     const int32_t *idx = ptl_sampler_batch(&t->sampler, b);
@@ -438,14 +443,17 @@ static int train_step(struct ptl_trainer *t, int b, int *snapshot_due)
     }
     /* Losses averaged over ranks (each rank's is the mean over its slots), and rank 0's
      * snapshot clock. */
-    double sums[4] = {t->loss.total, t->loss.ce, t->loss.triplet, 0};
+    double sums[5] = {t->loss.total, t->loss.ce, t->loss.triplet, 0, ptl_stop_requested()};
     t->step++;
+    t->next_batch = b + 1;
     sums[3] = is_root(t) && snapshot_due_here(t);
-    if (t->world->size > 1 && (rc = ptl_dist_sum_doubles(NULL, sums, 4)) != 0)
+    if (t->world->size > 1 && (rc = ptl_dist_sum_doubles(NULL, sums, 5)) != 0)
         return rc;
     for (int i = 0; i < 3; i++)
         sums[i] /= t->world->size;
-    *snapshot_due = sums[3] > 0;
+    *checkpoint_due = sums[3] > 0;
+    if (sums[4] > 0 && t->stop_signal == 0) /* the signal of the lowest... any rank */
+        t->stop_signal = ptl_stop_requested() ? ptl_stop_requested() : SIGUSR1;
     if (sums[0] != sums[0])
         return ptl_error(PTL_ERANGE, "train: the loss is NaN at step %ld (lower optim.lr?)",
                          t->step);
@@ -560,65 +568,11 @@ static int evaluate_now(struct ptl_trainer *t)
     return rc;
 }
 
-static int is_snapshot_name(const char *name)
-{
-    size_t n = strlen(name);
-    return strncmp(name, "step-", 5) == 0 && n > 8 && strcmp(name + n - 3, ".h5") == 0;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Deletes all but the newest `keep` snapshots (names sort by step: zero-padded). */
-static void prune_snapshots(const char *dir, long keep)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return;
-    char *names[4096];
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL && n < 4096;)
-        if (is_snapshot_name(e->d_name) && (names[n] = strdup(e->d_name)) != NULL)
-            n++;
-    closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_names);
-    for (int i = 0; i < n; i++) {
-        if (i < n - keep) {
-            char path[8192];
-            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-            unlink(path);
-        }
-        free(names[i]);
-    }
-}
-
-/* Weights snapshot checkpoints/step-<N>.h5 (every parameter and buffer by PyTorch name, like
- * final.h5), keeping the newest checkpoint.keep_last. Collective; rank 0 writes. */
-static int snapshot(struct ptl_trainer *t)
-{
-    int rc = agree_before_use(t);
-    double ts = phase(t, "writing a snapshot");
-    if (rc == 0 && is_root(t)) {
-        char dir[4200], path[4300];
-        join(dir, sizeof dir, t->run_dir, "checkpoints");
-        snprintf(path, sizeof path, "%s/step-%010ld.h5", dir, t->step);
-        rc = ptl_weights_save(t->model, path);
-        if (rc == 0)
-            prune_snapshots(dir, ptl_config_int(t->cfg, "checkpoint.keep_last"));
-    }
-    trace_event(t, "snapshot", "io", ts);
-    t->last_snapshot = ptl_now();
-    return rc;
-}
-
 /* Rank 0: the run directory and its files. The other ranks only open their debug logs, after
  * rank 0 made the directory. */
-static int run_files(struct ptl_trainer *t, const char *run_dir)
+static int run_files(struct ptl_trainer *t, const char *run_dir, int resuming)
 {
     char path[4200];
-    snprintf(t->run_dir, sizeof t->run_dir, "%s", run_dir);
     if (!is_root(t))
         return PTL_OK;
     int rc = make_dirs(run_dir);
@@ -626,9 +580,10 @@ static int run_files(struct ptl_trainer *t, const char *run_dir)
         rc = join(path, sizeof path, run_dir, "metrics.jsonl");
     if (rc != 0)
         return rc;
-    if (access(path, F_OK) == 0)
+    if (!resuming && access(path, F_OK) == 0)
         return ptl_error(PTL_EINVAL,
-                         "%s already holds a run (%s): choose a new --out directory",
+                         "%s already holds a run (%s): choose a new --out directory, or "
+                         "continue it with --resume auto",
                          run_dir, path);
     char ck[4200];
     rc = join(ck, sizeof ck, run_dir, "checkpoints");
@@ -637,7 +592,8 @@ static int run_files(struct ptl_trainer *t, const char *run_dir)
     char cfg_path[4200];
     if (rc == 0)
         rc = join(cfg_path, sizeof cfg_path, run_dir, "config.yaml");
-    if (rc == 0)
+    /* A resumed run keeps the config it started with (checkpoints hold theirs too). */
+    if (rc == 0 && !(resuming && access(cfg_path, F_OK) == 0))
         rc = ptl_config_write(t->cfg, cfg_path);
     if (rc == 0)
         rc = ptl_progress_open(&t->progress, path, t->max_steps,
@@ -655,7 +611,7 @@ static int open_debug_log(struct ptl_trainer *t)
     else
         snprintf(name, sizeof name, "debug.rank%d.log", t->world->rank);
     int rc = join(path, sizeof path, t->run_dir, name);
-    if (rc == 0 && (t->debug = fopen(path, "w")) == NULL)
+    if (rc == 0 && (t->debug = fopen(path, "a")) == NULL)
         rc = ptl_error(PTL_EIO, "%s: cannot open for writing: %s", path, strerror(errno));
     if (rc == 0) {
         char host[256] = "?";
@@ -673,14 +629,24 @@ static int train_loop(struct ptl_trainer *t)
     long eval_every = ptl_config_int(t->cfg, "train.eval_every");
     int rc = PTL_OK;
     t->last_snapshot = ptl_now();
-    for (t->epoch = 0; t->epoch < t->epochs && t->step < t->max_steps && rc == 0; t->epoch++) {
+    long first = t->epoch; /* 0, or the resumed epoch, whose latent states are restored */
+    for (; t->epoch < t->epochs && t->step < t->max_steps && rc == 0; t->epoch++) {
         rc = ptl_sampler_set_epoch(&t->sampler, t->epoch);
-        ptl_model_reset_state(t->model, (uint64_t)t->epoch);
-        for (int b = 0; rc == 0 && b < t->batches_per_epoch && t->step < t->max_steps; b++) {
+        if (!(t->resumed && t->epoch == first)) {
+            ptl_model_reset_state(t->model, (uint64_t)t->epoch);
+            t->next_batch = 0;
+        }
+        for (int b = t->next_batch;
+             rc == 0 && b < t->batches_per_epoch && t->step < t->max_steps; b++) {
             int due = 0;
             rc = train_step(t, b, &due);
-            if (rc == 0 && due)
-                rc = snapshot(t);
+            if (rc == 0 && (due || t->stop_signal))
+                rc = ptl_trainer_checkpoint(t);
+            if (rc == 0 && t->stop_signal)
+                return ptl_error(PTL_ESTOPPED,
+                                 "stopped by signal %d at step %ld after writing "
+                                 "%s/checkpoints/ckpt-%010ld.h5 (continue with --resume auto)",
+                                 t->stop_signal, t->step, t->run_dir, t->step);
         }
         if (rc == 0 && eval_every > 0 && (t->epoch + 1) % eval_every == 0 &&
             t->step < t->max_steps)
@@ -688,6 +654,9 @@ static int train_loop(struct ptl_trainer *t)
     }
     if (t->epoch > 0)
         t->epoch--; /* the epoch the last step was taken in */
+    /* The end is a checkpoint too (a finished run resumes to its final evaluation). */
+    if (rc == 0 && t->last_checkpoint_step != t->step)
+        rc = ptl_trainer_checkpoint(t);
     if (rc == 0)
         rc = evaluate_now(t);
     return rc;
@@ -712,17 +681,25 @@ static int agree(struct ptl_trainer *t, int rc, const char *what)
                      what, first);
 }
 
-int ptl_train_run(const struct ptl_config *cfg, const char *run_dir, const char *trace_path,
-                  struct ptl_eval_result *final, double *seconds)
+int ptl_train_run(const struct ptl_config *cfg, const char *run_dir,
+                  const struct ptl_train_options *opt, struct ptl_eval_result *final,
+                  double *seconds)
 {
+    struct ptl_train_options none = {NULL, NULL};
+    if (opt == NULL)
+        opt = &none;
+    const char *trace_path = opt->trace_path;
     struct ptl_trainer t;
     memset(&t, 0, sizeof t);
     double t0 = ptl_now();
+    snprintf(t.run_dir, sizeof t.run_dir, "%s", run_dir);
     int rc = agree(&t, trainer_setup(&t, cfg), "to set up");
     if (rc == 0)
         rc = agree(&t, trainer_connect(&t, trace_path), "to set up");
+    if (rc == 0 && opt->resume)
+        rc = agree(&t, ptl_trainer_resume(&t, opt->resume), "to resume");
     if (rc == 0)
-        rc = agree(&t, run_files(&t, run_dir), "to create the run directory");
+        rc = agree(&t, run_files(&t, run_dir, opt->resume != NULL), "to create the run directory");
     if (rc == 0)
         rc = agree(&t, open_debug_log(&t), "to open its debug log");
     if (rc == 0) {
@@ -731,17 +708,20 @@ int ptl_train_run(const struct ptl_config *cfg, const char *run_dir, const char 
             size_t bucket_floats = 0;
             int buckets = t.sync ? ptl_grad_sync_buckets(t.sync, &bucket_floats) : 0;
             snprintf(extra, sizeof extra,
-                     "\"arch\":\"%s\",\"train_samples\":%d,\"batch\":%d,\"steps\":%ld,"
+                     "\"from_step\":%ld,\"arch\":\"%s\",\"train_samples\":%d,\"batch\":%d,\"steps\":%ld,"
                      "\"threads\":%d,\"ranks\":%d,\"shard\":\"%s\",\"buckets\":%d,"
                      "\"bucket_floats\":%zu,\"version\":\"%s\"",
-                     ptl_model_arch(t.model), t.train.n, t.batch, t.max_steps, ptl_threads_get(),
+                     t.step, ptl_model_arch(t.model), t.train.n, t.batch, t.max_steps,
+                     ptl_threads_get(),
                      t.world->size, t.shard_local ? "local" : "global", buckets, bucket_floats,
                      ptl_version());
-            ptl_progress_event(&t.progress, "start", extra);
+            ptl_progress_event(&t.progress, t.resumed ? "resume" : "start", extra);
         }
+        ptl_stop_install();
         rc = train_loop(&t);
+        ptl_stop_uninstall();
         /* Mid-training the other ranks may be inside a collective: end the job. */
-        if (rc != 0 && t.world->size > 1)
+        if (rc != 0 && rc != PTL_ESTOPPED && t.world->size > 1)
             ptl_dist_abort(1, ptl_error_message());
     }
     char path[4200];
@@ -754,7 +734,7 @@ int ptl_train_run(const struct ptl_config *cfg, const char *run_dir, const char 
     if (t.progress.metrics) {
         char extra[128];
         snprintf(extra, sizeof extra, "\"status\":\"%s\",\"steps\":%ld",
-                 rc == 0 ? "ok" : "failed", t.step);
+                 rc == 0 ? "ok" : rc == PTL_ESTOPPED ? "stopped" : "failed", t.step);
         ptl_progress_event(&t.progress, "end", extra);
     }
     if (final)

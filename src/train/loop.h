@@ -53,17 +53,41 @@ struct ptl_trainer {
     struct ptl_eval_result last_eval;
     int evaluated;
     FILE *debug;            /* RUN_DIR/debug.log, debug.rank<R>.log (run.debug_log), or NULL */
-    double last_snapshot;   /* ptl_now() of the last weights snapshot (or the start) */
+    double last_snapshot;   /* ptl_now() of the last checkpoint (or the start) */
+    char *config_text;      /* the resolved config, for checkpoints */
+    int next_batch;         /* batch index of the next step within t->epoch */
+    int resumed;            /* the run continues from a checkpoint */
+    long last_checkpoint_step; /* step of the last checkpoint written or resumed from */
+    int stop_signal;        /* the signal that asked the run to stop, or 0 */
 };
 
-/* Trains as the config says, writing into run_dir (created if needed; a run_dir that already
- * holds a run's metrics.jsonl is refused, so nothing saved is overwritten):
- * config.yaml, metrics.jsonl, checkpoints/, final.h5 (rank 0 writes them). On several ranks
- * every rank calls it; an error on one rank during training ends the whole job
+/* Writes RUN_DIR/checkpoints/ckpt-<step>.h5 (resume.c): collective, rank 0 writes, the run's
+ * state is not changed. */
+int ptl_trainer_checkpoint(struct ptl_trainer *t);
+/* Loads the checkpoint `spec` names ("auto": RUN_DIR/checkpoints/latest, else the newest that
+ * verifies; none is fine) into a set-up trainer. Collective. */
+int ptl_trainer_resume(struct ptl_trainer *t, const char *spec);
+
+/* SIGUSR1/SIGTERM: ask the run to checkpoint and stop at the next step boundary (stop.c). */
+void ptl_stop_install(void);
+void ptl_stop_uninstall(void);
+int ptl_stop_requested(void); /* the signal number, or 0 */
+
+/* What ptl_train_run does besides the config. */
+struct ptl_train_options {
+    const char *trace_path; /* write a Chrome trace of the run there, or NULL */
+    const char *resume;     /* NULL, "auto" or a checkpoint path */
+};
+
+/* Trains as the config says, writing into run_dir (created if needed; without a resume, a
+ * run_dir that already holds a run's metrics.jsonl is refused, so nothing saved is
+ * overwritten): config.yaml, metrics.jsonl, checkpoints/, final.h5 (rank 0 writes them). On
+ * several ranks every rank calls it; an error on one rank during training ends the whole job
  * (ptl_dist_abort), errors before and after training come back on the ranks that had them.
- * trace_path: write a Chrome trace of the run there (NULL: none). */
-int ptl_train_run(const struct ptl_config *cfg, const char *run_dir, const char *trace_path,
-                  struct ptl_eval_result *final, double *seconds);
+ * Returns PTL_ESTOPPED after a SIGUSR1/SIGTERM made it checkpoint and stop. opt may be NULL. */
+int ptl_train_run(const struct ptl_config *cfg, const char *run_dir,
+                  const struct ptl_train_options *opt, struct ptl_eval_result *final,
+                  double *seconds);
 
 /* Builds the config's model for the evaluation data, loads `weights` strictly and evaluates. */
 int ptl_eval_run(const struct ptl_config *cfg, const char *weights, struct ptl_eval_result *r);
