@@ -148,7 +148,7 @@ static const struct ptl_config_key train_keys[] = {
      "merge of the cells' latent states across ranks: mean, weighted (by each rank's training "
      "samples), ema:ALPHA (own <- (1-ALPHA) own + ALPHA mean) or none"},
     {"latent.merge_every", PTL_CFG_INT, "1", 1, UP, NULL, 0,
-     "steps between merges (also merged before evaluation and weight snapshots)"},
+     "steps between merges (also merged before every evaluation)"},
 
     /* dist */
     {"dist.bucket_mb", PTL_CFG_FLOAT, "25", ABOVE_0, 4096, NULL, 0,

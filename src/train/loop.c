@@ -1,5 +1,5 @@
 /* The training loop (loop.h): data -> augment -> forward -> loss -> backward -> optimizer,
- * evaluations, weight snapshots, metrics and the final weights. */
+ * evaluations, checkpoints, metrics and the final weights. */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -380,12 +380,12 @@ static void trace_event(struct ptl_trainer *t, const char *name, const char *cat
         ptl_trace_event(t->trace, name, cat, since, ptl_trace_now(t->trace));
 }
 
-static int snapshot_due_here(struct ptl_trainer *t)
+static int checkpoint_due_here(struct ptl_trainer *t)
 {
     long every = ptl_config_int(t->cfg, "checkpoint.every_steps");
     double minutes = ptl_config_float(t->cfg, "checkpoint.every_minutes");
     return (every > 0 && t->step % every == 0) ||
-           (minutes > 0 && ptl_now() - t->last_snapshot >= 60 * minutes);
+           (minutes > 0 && ptl_now() - t->last_checkpoint_time >= 60 * minutes);
 }
 
 /* One optimizer step on global batch b of the current epoch; this rank computes its slots.
@@ -442,11 +442,11 @@ static int train_step(struct ptl_trainer *t, int b, int *checkpoint_due)
         trace_event(t, "latent merge", "comm", ts);
     }
     /* Losses averaged over ranks (each rank's is the mean over its slots), and rank 0's
-     * snapshot clock. */
+     * checkpoint clock and stop requests. */
     double sums[5] = {t->loss.total, t->loss.ce, t->loss.triplet, 0, ptl_stop_requested()};
     t->step++;
     t->next_batch = b + 1;
-    sums[3] = is_root(t) && snapshot_due_here(t);
+    sums[3] = is_root(t) && checkpoint_due_here(t);
     if (t->world->size > 1 && (rc = ptl_dist_sum_doubles(NULL, sums, 5)) != 0)
         return rc;
     for (int i = 0; i < 3; i++)
@@ -525,7 +525,7 @@ static float *save_states(struct ptl_model *m, int restore, float *saved)
     return saved;
 }
 
-/* Makes the ranks' models agree before an evaluation or a snapshot (method.md): latent states
+/* Makes the ranks' models agree before an evaluation (method.md): latent states
  * merged, BatchNorm running statistics averaged (already equal under dist.sync_bn). */
 static int agree_before_use(struct ptl_trainer *t)
 {
@@ -624,11 +624,19 @@ static int open_debug_log(struct ptl_trainer *t)
     return rc;
 }
 
+static int checkpoint_now(struct ptl_trainer *t)
+{
+    double ts = phase(t, "writing a checkpoint");
+    int rc = ptl_trainer_checkpoint(t);
+    trace_event(t, "checkpoint", "io", ts);
+    return rc;
+}
+
 static int train_loop(struct ptl_trainer *t)
 {
     long eval_every = ptl_config_int(t->cfg, "train.eval_every");
     int rc = PTL_OK;
-    t->last_snapshot = ptl_now();
+    t->last_checkpoint_time = ptl_now();
     long first = t->epoch; /* 0, or the resumed epoch, whose latent states are restored */
     for (; t->epoch < t->epochs && t->step < t->max_steps && rc == 0; t->epoch++) {
         rc = ptl_sampler_set_epoch(&t->sampler, t->epoch);
@@ -641,7 +649,7 @@ static int train_loop(struct ptl_trainer *t)
             int due = 0;
             rc = train_step(t, b, &due);
             if (rc == 0 && (due || t->stop_signal))
-                rc = ptl_trainer_checkpoint(t);
+                rc = checkpoint_now(t);
             if (rc == 0 && t->stop_signal)
                 return ptl_error(PTL_ESTOPPED,
                                  "stopped by signal %d at step %ld after writing "
@@ -656,7 +664,7 @@ static int train_loop(struct ptl_trainer *t)
         t->epoch--; /* the epoch the last step was taken in */
     /* The end is a checkpoint too (a finished run resumes to its final evaluation). */
     if (rc == 0 && t->last_checkpoint_step != t->step)
-        rc = ptl_trainer_checkpoint(t);
+        rc = checkpoint_now(t);
     if (rc == 0)
         rc = evaluate_now(t);
     return rc;

@@ -53,7 +53,7 @@ struct ptl_trainer {
     struct ptl_eval_result last_eval;
     int evaluated;
     FILE *debug;            /* RUN_DIR/debug.log, debug.rank<R>.log (run.debug_log), or NULL */
-    double last_snapshot;   /* ptl_now() of the last checkpoint (or the start) */
+    double last_checkpoint_time;   /* ptl_now() of the last checkpoint (or the start) */
     char *config_text;      /* the resolved config, for checkpoints */
     int next_batch;         /* batch index of the next step within t->epoch */
     int resumed;            /* the run continues from a checkpoint */

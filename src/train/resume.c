@@ -208,7 +208,7 @@ int ptl_trainer_checkpoint(struct ptl_trainer *t)
     free(seeds);
     free(s1);
     t->last_checkpoint_step = t->step;
-    t->last_snapshot = ptl_now();
+    t->last_checkpoint_time = ptl_now();
     return rc;
 }
 
