@@ -431,15 +431,17 @@ int ptl_cli_bench(int argc, char **argv)
         return 0;
     }
     if (argc < 2) {
-        fputs("ptl bench: which benchmark? (known: ops, step, dist; see ptl bench --help)\n", stderr);
+        fputs("ptl bench: which benchmark? (known: ops, step, dist, ckpt; see ptl bench --help)\n", stderr);
         return PTL_EXIT_USAGE;
     }
     if (strcmp(argv[1], "step") == 0)
         return ptl_cli_bench_step(argc, argv);
     if (strcmp(argv[1], "dist") == 0)
         return ptl_cli_bench_dist(argc, argv);
+    if (strcmp(argv[1], "ckpt") == 0)
+        return ptl_cli_bench_ckpt(argc, argv);
     if (strcmp(argv[1], "ops") != 0) {
-        fprintf(stderr, "ptl bench: unknown benchmark '%s' (known: ops, step, dist)\n", argv[1]);
+        fprintf(stderr, "ptl bench: unknown benchmark '%s' (known: ops, step, dist, ckpt)\n", argv[1]);
         return PTL_EXIT_USAGE;
     }
     for (int i = 2; i < argc; i++)

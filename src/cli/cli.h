@@ -19,6 +19,10 @@ int ptl_cli_bench_step(int argc, char **argv);
  * run under mpirun (bench_dist.c; argv[1] is "dist"). */
 int ptl_cli_bench_dist(int argc, char **argv);
 
+/* ptl bench ckpt [...]: checkpoint write/load bandwidth against plain write()/read() of the
+ * same bytes (bench_ckpt.c; argv[1] is "ckpt"). */
+int ptl_cli_bench_ckpt(int argc, char **argv);
+
 /* ptl ckpt info | export: training checkpoints (ckpt_cmd.c). */
 int ptl_cli_ckpt(int argc, char **argv);
 
