@@ -59,20 +59,24 @@ int ptl_dist_default_threads(void);
 struct ptl_grad_sync;
 struct ptl_trace;
 
-/* Averages the gradients of the trainable entries (lr_scale of their role > 0; frozen roles
- * are not communicated) over all ranks in buckets of about bucket_bytes of the flat gradient
- * buffer. Each bucket's MPI_Iallreduce starts as soon as backward has completed its entries
- * (the model's grads_ready hook, which this installs). trace may be NULL. */
+/* Sums the gradients of the trainable entries (lr_scale of their role > 0; frozen roles are
+ * not communicated) over all ranks in buckets of about bucket_bytes of the flat gradient
+ * buffer, and with divide != 0 divides them by the number of ranks (the trainer instead scales
+ * the loss gradient by 1 / ranks before backward, which saves a pass over the gradients). Each
+ * bucket's MPI_Iallreduce starts as soon as backward has completed its entries (the model's
+ * grads_ready hook, which this installs); a bucket whose entries fill one range of the
+ * gradient buffer is reduced in place, others through a staging copy. trace may be NULL. */
 int ptl_grad_sync_create(struct ptl_grad_sync **out, struct ptl_model *m,
-                         const float lr_scale[PTL_ROLE_COUNT], size_t bucket_bytes,
+                         const float lr_scale[PTL_ROLE_COUNT], size_t bucket_bytes, int divide,
                          struct ptl_trace *trace);
 void ptl_grad_sync_free(struct ptl_grad_sync *s);
 /* Before backward. */
 void ptl_grad_sync_begin(struct ptl_grad_sync *s);
-/* After backward: waits for every bucket and divides by the number of ranks. */
+/* After backward: waits for every bucket (and divides, if asked). */
 int ptl_grad_sync_finish(struct ptl_grad_sync *s);
-/* Buckets and the floats they carry (for logs and benchmarks). */
-int ptl_grad_sync_buckets(const struct ptl_grad_sync *s, size_t *floats);
+/* Buckets, the floats they carry and how many are reduced in place (for logs and benchmarks);
+ * floats and in_place may be NULL. */
+int ptl_grad_sync_buckets(const struct ptl_grad_sync *s, size_t *floats, int *in_place);
 /* Seconds spent waiting in ptl_grad_sync_finish over the run. */
 double ptl_grad_sync_wait_seconds(const struct ptl_grad_sync *s);
 

@@ -16,9 +16,10 @@ static const char dist_usage[] =
     "Usage: mpirun -n R ptl bench dist --arch NAME [options]\n"
     "\n"
     "Times the gradient averaging of training over the R ranks of an MPI job: with every\n"
-    "parameter's gradient filled, ptl_grad_sync_begin + ptl_grad_sync_finish (copy into the\n"
-    "buckets, one allreduce per bucket, wait, copy back divided by R: the whole cost when no\n"
-    "backward overlaps it) against one bare MPI_Allreduce (in place, MPI_SUM) of the same\n"
+    "parameter's gradient filled, ptl_grad_sync_begin + ptl_grad_sync_finish (one allreduce\n"
+    "per bucket, in place where a bucket is one range of the gradients, else through a copy;\n"
+    "summing, as in training, where the loss gradient is pre-scaled by 1/R: the whole cost when\n"
+    "no backward overlaps it) against one bare MPI_Allreduce (in place, MPI_SUM) of the same\n"
     "number of floats. Each repetition starts after a barrier and counts the slowest rank;\n"
     "the two alternate, and the medians are printed with their bandwidths (bytes / time)\n"
     "and the ratio ours / bare. Two reference rows tell where a gap comes from: one bare\n"
@@ -226,13 +227,13 @@ static int run(const struct dist_opts *o)
     double *ibare_t = calloc((size_t)o->repeat, sizeof *ibare_t);
     double *copy_t = calloc((size_t)o->repeat, sizeof *copy_t);
     size_t floats = 0;
-    int buckets = 0;
+    int buckets = 0, in_place = 0;
     int rc = ours_t && bare_t && ibare_t && copy_t ? ptl_model_create(&m, o->arch, &cfg)
                               : ptl_error(PTL_ENOMEM, "out of memory");
     if (rc == 0)
-        rc = ptl_grad_sync_create(&s, m, lr_scale, (size_t)(o->bucket_mb * 1048576.0), NULL);
+        rc = ptl_grad_sync_create(&s, m, lr_scale, (size_t)(o->bucket_mb * 1048576.0), 1, NULL);
     if (rc == 0) {
-        buckets = ptl_grad_sync_buckets(s, &floats);
+        buckets = ptl_grad_sync_buckets(s, &floats, &in_place);
         if (floats > (size_t)2147483647)
             rc = ptl_error(PTL_EINVAL, "%s: %zu gradient floats do not fit one MPI count",
                            o->arch, floats);
@@ -262,6 +263,16 @@ static int run(const struct dist_opts *o)
                            "gradient float %zu is %g after the sync, not the mean over ranks %g",
                            where, (double)ptl_model_grads(m)[where],
                            (double)grad_value(where, 0) + (w->size - 1) / 2.0);
+        report_failure(rc != 0);
+        rc = rc ? rc : PTL_EMPI;
+        goto out;
+    }
+    /* Timed as training uses it: the loss gradient is pre-scaled by 1/R there, so the sync
+     * only sums (no pass over the gradients after the wait). */
+    ptl_grad_sync_free(s);
+    s = NULL;
+    rc = ptl_grad_sync_create(&s, m, lr_scale, (size_t)(o->bucket_mb * 1048576.0), 0, NULL);
+    if (ptl_dist_any(rc != 0)) {
         report_failure(rc != 0);
         rc = rc ? rc : PTL_EMPI;
         goto out;
@@ -309,9 +320,9 @@ static int run(const struct dist_opts *o)
     } else if (w->rank == 0) {
         printf("ptl %s bench dist: %s, %d classes, input %dx%dx%d, %d ranks\n", ptl_version(),
                o->arch, o->classes, o->c, o->h, o->w, w->size);
-        printf("gradients: %zu floats (%.2f MiB) in %d buckets of up to %g MiB; averaged "
-               "correctly\n",
-               floats, mib, buckets, o->bucket_mb);
+        printf("gradients: %zu floats (%.2f MiB) in %d buckets of up to %g MiB (%d reduced in "
+               "place); averaged correctly\n",
+               floats, mib, buckets, o->bucket_mb, in_place);
         printf("%-22s %12s %12s %14s  (median of %d, slowest rank)\n", "", "seconds", "MiB/s",
                "bus MiB/s", o->repeat);
         printf("%-22s %12.6f %12.1f %14.1f\n", "ptl_grad_sync", ours, mib / ours,

@@ -5,7 +5,8 @@
  * staging area; when the last one arrives the bucket's MPI_Iallreduce starts. Every node's
  * completion also polls the requests in flight (MPI_Testall), because Open MPI progresses
  * non-blocking collectives only inside MPI calls. Packing costs one copy in and one out, and
- * buys exact readiness order and no traffic for frozen roles. Every rank builds the same
+ * buys exact readiness order and no traffic for frozen roles; a bucket is copied back as soon as
+ * it completes, so only the last one's copy follows backward. Every rank builds the same
  * buckets from the same graph, so the collectives are issued in the same order everywhere. */
 #include <mpi.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@
 struct bucket {
     size_t first, count; /* its entries: s->entries[first .. first + count) */
     size_t floats;
-    float *staging;      /* floats, packed in entry order */
+    float *staging;      /* packed copy in entry order, or NULL: reduced in place */
+    float *data;         /* what is reduced: staging, or the gradients at the range's start */
     size_t remaining;    /* entries not yet complete in this backward */
     MPI_Request req;
     int started, done;
@@ -35,8 +37,30 @@ struct ptl_grad_sync {
     int n_buckets, in_flight;
     float *staging;
     size_t floats;
+    int divide;          /* finish divides by the ranks (else the loss was pre-scaled) */
+    int in_place;        /* buckets reduced in place, without copies */
     double wait_seconds;
 };
+
+/* A finished bucket goes back into the gradients at once, divided by the number of ranks, so
+ * the copy-out of every bucket but the last runs while backward still computes. */
+static void unpack(struct ptl_grad_sync *s, const struct bucket *b)
+{
+    float *grads = ptl_model_grads(s->m);
+    const float inv = s->divide ? 1.0f / (float)ptl_world()->size : 1.0f;
+    if (b->staging == NULL) { /* reduced in place */
+        for (size_t j = 0; s->divide && j < b->floats; j++)
+            b->data[j] *= inv;
+        return;
+    }
+    for (size_t i = b->first; i < b->first + b->count; i++) {
+        const struct ptl_entry *en = ptl_model_entry(s->m, (size_t)s->entries[i]);
+        const float *src = s->staging + s->pos[i];
+        float *dst = grads + en->offset;
+        for (size_t j = 0; j < en->count; j++)
+            dst[j] = src[j] * inv;
+    }
+}
 
 static void poll_in_flight(struct ptl_grad_sync *s)
 {
@@ -52,6 +76,7 @@ static void poll_in_flight(struct ptl_grad_sync *s)
             if (s->trace)
                 ptl_trace_event(s->trace, "allreduce", "comm", b->start_us,
                                 ptl_trace_now(s->trace));
+            unpack(s, b);
         }
     }
 }
@@ -60,7 +85,7 @@ static int start_bucket(struct ptl_grad_sync *s, struct bucket *b)
 {
     b->started = 1;
     b->start_us = s->trace ? ptl_trace_now(s->trace) : 0;
-    int err = MPI_Iallreduce(MPI_IN_PLACE, b->staging, (int)b->floats, MPI_FLOAT, MPI_SUM,
+    int err = MPI_Iallreduce(MPI_IN_PLACE, b->data, (int)b->floats, MPI_FLOAT, MPI_SUM,
                              MPI_COMM_WORLD, &b->req);
     if (err != MPI_SUCCESS)
         return ptl_error(PTL_EMPI, "gradient allreduce: MPI_Iallreduce failed (error %d)", err);
@@ -80,7 +105,9 @@ static void on_ready(void *ctx, const int *entries, int count)
         if (k < 0)
             continue;
         const struct ptl_entry *en = ptl_model_entry(s->m, (size_t)e);
-        memcpy(s->staging + s->pos[s->slot_of[e]], grads + en->offset, en->count * sizeof(float));
+        if (s->b[k].staging)
+            memcpy(s->staging + s->pos[s->slot_of[e]], grads + en->offset,
+                   en->count * sizeof(float));
         if (--s->b[k].remaining == 0 && start_bucket(s, &s->b[k]) != 0)
             ptl_dist_abort(1, ptl_error_message());
     }
@@ -92,8 +119,22 @@ static int communicated(const struct ptl_entry *en, const float lr_scale[PTL_ROL
     return en->kind == PTL_ENTRY_PARAM && en->used && lr_scale[en->role] > 0;
 }
 
+/* Whether bucket b's entries fill one range of the flat gradient buffer exactly (then it is
+ * reduced in place, without copies), and where that range starts. */
+static int contiguous(struct ptl_grad_sync *s, const struct bucket *b, size_t *start)
+{
+    size_t lo = (size_t)-1, hi = 0;
+    for (size_t i = b->first; i < b->first + b->count; i++) {
+        const struct ptl_entry *en = ptl_model_entry(s->m, (size_t)s->entries[i]);
+        lo = en->offset < lo ? en->offset : lo;
+        hi = en->offset + en->count > hi ? en->offset + en->count : hi;
+    }
+    *start = lo;
+    return b->count > 0 && hi - lo == b->floats; /* entries never overlap */
+}
+
 int ptl_grad_sync_create(struct ptl_grad_sync **out, struct ptl_model *m,
-                         const float lr_scale[PTL_ROLE_COUNT], size_t bucket_bytes,
+                         const float lr_scale[PTL_ROLE_COUNT], size_t bucket_bytes, int divide,
                          struct ptl_trace *trace)
 {
     *out = NULL;
@@ -107,6 +148,7 @@ int ptl_grad_sync_create(struct ptl_grad_sync **out, struct ptl_model *m,
     }
     s->m = m;
     s->trace = trace;
+    s->divide = divide;
     s->entries = malloc((n ? n : 1) * sizeof *s->entries);
     s->pos = malloc((n ? n : 1) * sizeof *s->pos);
     s->bucket_of = malloc((n ? n : 1) * sizeof *s->bucket_of);
@@ -144,13 +186,30 @@ int ptl_grad_sync_create(struct ptl_grad_sync **out, struct ptl_model *m,
     if (s->n_buckets < (int)n && s->b[s->n_buckets].count > 0)
         s->n_buckets++;
     free(order);
-    s->staging = malloc((s->floats ? s->floats : 1) * sizeof *s->staging);
+    /* Staging offsets for the buckets that cannot be reduced in place, packed one after the
+     * other. */
+    size_t staged = 0, start;
+    for (int k = 0; k < s->n_buckets; k++)
+        if (!contiguous(s, &s->b[k], &start))
+            for (size_t i = s->b[k].first; i < s->b[k].first + s->b[k].count; i++) {
+                s->pos[i] = staged;
+                staged += ptl_model_entry(m, (size_t)s->entries[i])->count;
+            }
+    s->staging = malloc((staged ? staged : 1) * sizeof *s->staging);
     if (s->staging == NULL) {
         ptl_grad_sync_free(s);
-        return ptl_error(PTL_ENOMEM, "gradient sync: out of memory for %zu floats", s->floats);
+        return ptl_error(PTL_ENOMEM, "gradient sync: out of memory for %zu floats", staged);
     }
-    for (int k = 0; k < s->n_buckets; k++)
-        s->b[k].staging = s->staging + s->pos[s->b[k].first];
+    s->in_place = 0;
+    for (int k = 0; k < s->n_buckets; k++) {
+        struct bucket *b = &s->b[k];
+        if (contiguous(s, b, &start)) {
+            b->data = ptl_model_grads(m) + start;
+            s->in_place++;
+        } else {
+            b->staging = b->data = s->staging + s->pos[b->first];
+        }
+    }
     int rc = ptl_model_set_grads_ready(m, on_ready, s);
     if (rc != 0) {
         ptl_grad_sync_free(s);
@@ -192,7 +251,8 @@ int ptl_grad_sync_finish(struct ptl_grad_sync *s)
     for (int k = 0; k < s->n_buckets; k++)
         if (!s->b[k].started) {
             const float *grads = ptl_model_grads(s->m);
-            for (size_t i = s->b[k].first; i < s->b[k].first + s->b[k].count; i++) {
+            for (size_t i = s->b[k].first; s->b[k].staging && i < s->b[k].first + s->b[k].count;
+                 i++) {
                 const struct ptl_entry *en = ptl_model_entry(s->m, (size_t)s->entries[i]);
                 memcpy(s->staging + s->pos[i], grads + en->offset, en->count * sizeof(float));
             }
@@ -209,30 +269,21 @@ int ptl_grad_sync_finish(struct ptl_grad_sync *s)
         b->done = 1;
         if (s->trace)
             ptl_trace_event(s->trace, "allreduce", "comm", b->start_us, ptl_trace_now(s->trace));
+        unpack(s, b);
     }
     s->in_flight = 0;
     if (s->trace)
         ptl_trace_event(s->trace, "wait", "comm", w0, ptl_trace_now(s->trace));
-    float *grads = ptl_model_grads(s->m);
-    const float inv = 1.0f / (float)ptl_world()->size;
-    for (size_t i = 0; i < (size_t)(s->n_buckets ? s->b[s->n_buckets - 1].first +
-                                                        s->b[s->n_buckets - 1].count
-                                                  : 0);
-         i++) {
-        const struct ptl_entry *en = ptl_model_entry(s->m, (size_t)s->entries[i]);
-        const float *src = s->staging + s->pos[i];
-        float *dst = grads + en->offset;
-        for (size_t j = 0; j < en->count; j++)
-            dst[j] = src[j] * inv;
-    }
     s->wait_seconds += ptl_now() - t0;
     return PTL_OK;
 }
 
-int ptl_grad_sync_buckets(const struct ptl_grad_sync *s, size_t *floats)
+int ptl_grad_sync_buckets(const struct ptl_grad_sync *s, size_t *floats, int *in_place)
 {
     if (floats)
         *floats = s->floats;
+    if (in_place)
+        *in_place = s->in_place;
     return s->n_buckets;
 }
 

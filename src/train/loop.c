@@ -316,7 +316,7 @@ static int trainer_connect(struct ptl_trainer *t, const char *trace_path)
     if (rc == 0)
         rc = ptl_grad_sync_create(&t->sync, t->model, oc.lr_scale,
                                   (size_t)(ptl_config_float(cfg, "dist.bucket_mb") * 1048576.0),
-                                  t->trace);
+                                  0, t->trace);
     if (rc == 0)
         rc = ptl_watchdog_start(ptl_config_float(cfg, "dist.timeout"));
     return rc;
@@ -388,6 +388,16 @@ static int checkpoint_due_here(struct ptl_trainer *t)
            (minutes > 0 && ptl_now() - t->last_checkpoint_time >= 60 * minutes);
 }
 
+static void scale_loss_gradients(struct ptl_trainer *t, float factor)
+{
+    for (int i = 0; i < ptl_model_output_count(t->model); i++) {
+        float *d = t->loss.d_out[i];
+        size_t n = (size_t)t->local_batch * (size_t)ptl_model_output_dim(t->model, i);
+        for (size_t k = 0; d && k < n; k++)
+            d[k] *= factor;
+    }
+}
+
 /* One optimizer step on global batch b of the current epoch; this rank computes its slots.
  * *checkpoint_due: whether rank 0 wants a checkpoint now; t->stop_signal: whether any rank
  * was asked to stop (every rank gets the same answers, so the collective checkpoint is
@@ -425,8 +435,12 @@ static int train_step(struct ptl_trainer *t, int b, int *checkpoint_due)
     double t2 = ptl_now();
     ts = phase(t, "backward");
     ptl_model_zero_grad(t->model);
-    if (t->sync)
+    if (t->sync) {
+        /* Each rank's loss is the mean over its slots: scaled by 1/R, the sum over ranks that
+         * the allreduce makes is the global batch's gradient (exact for R a power of 2). */
+        scale_loss_gradients(t, 1.0f / (float)t->world->size);
         ptl_grad_sync_begin(t->sync);
+    }
     rc = ptl_model_backward(t->model, (const float *const *)t->loss.d_out, NULL);
     if (rc != 0)
         return rc;
@@ -714,7 +728,7 @@ int ptl_train_run(const struct ptl_config *cfg, const char *run_dir,
         if (is_root(&t)) {
             char extra[640];
             size_t bucket_floats = 0;
-            int buckets = t.sync ? ptl_grad_sync_buckets(t.sync, &bucket_floats) : 0;
+            int buckets = t.sync ? ptl_grad_sync_buckets(t.sync, &bucket_floats, NULL) : 0;
             snprintf(extra, sizeof extra,
                      "\"from_step\":%ld,\"arch\":\"%s\",\"train_samples\":%d,\"batch\":%d,\"steps\":%ld,"
                      "\"threads\":%d,\"ranks\":%d,\"shard\":\"%s\",\"buckets\":%d,"

@@ -7,7 +7,7 @@
 #   (latent.merge mean) identical latent states (fingerprints in the per-rank debug logs);
 # - evaluation sharded over ranks gives the single-process numbers;
 # - a global batch that does not divide by R is refused with one line;
-# - a rank killed mid-run ends the job fast with a message naming it, snapshots stay readable;
+# - a rank killed mid-run ends the job fast with a message naming it, checkpoints stay valid;
 # - a rank that hangs (SIGSTOP) is caught by the other rank's watchdog within dist.timeout;
 # - --trace writes a Chrome trace with every rank's allreduce buckets.
 set -u
@@ -190,7 +190,7 @@ grep -q "data.batch: the global batch of 32 does not divide over 3 ranks" "$err"
 [ "$(grep -c 'does not divide' "$err")" -eq 1 ] || fail "the batch message is not printed once"
 
 # ---- a rank killed mid-run ----
-# A long 2-rank run in the background (snapshots every 2 steps); waits until rank 1 has logged
+# A long 2-rank run in the background (checkpoints every 2 steps); waits until rank 1 has logged
 # a few steps and sets $job (mpirun's pid) and $victim (rank 1's pid).
 long() { # NAME TIMEOUT
     timeout 300 mpirun --oversubscribe -n 2 "$ptl" train "$t/cfg.yaml" --out "$t/$1" \
@@ -216,9 +216,9 @@ if [ -z "$victim" ]; then fail "no rank 1 pid in the kill run: $(tail -c 600 "$t
     [ "$took" -le 30 ] || fail "the job took $took s to end after a rank was killed"
     grep -qi "rank 1.*signal 9\|rank 1.*killed" "$t/kill.err" ||
         fail "no message naming rank 1: $(tail -c 800 "$t/kill.err")"
-    ls "$t/kill/checkpoints/"step-*.h5 >/dev/null 2>&1 || fail "no snapshot written before the kill"
-    for f in "$t/kill/checkpoints/"step-*.h5; do
-        h5ls "$f" >/dev/null 2>&1 || fail "snapshot $f unreadable after the kill"
+    ls "$t/kill/checkpoints/"ckpt-*.h5 >/dev/null 2>&1 || fail "no checkpoint written before the kill"
+    for f in "$t/kill/checkpoints/"ckpt-*.h5; do
+        "$ptl" ckpt info "$f" >/dev/null 2>&1 || fail "checkpoint $f does not verify after the kill"
     done
     echo "ok: killed rank 1, the job ended in $took s with status $st"
 fi
