@@ -90,10 +90,12 @@ struct ptl_ckpt_contents {
  * directory), every dataset with a Fletcher-32 checksum. */
 int ptl_ckpt_save(const char *path, const struct ptl_ckpt_contents *c);
 
-/* An open checkpoint, verified: format and version, every group, every dataset read once
- * (checksums, truncation). Errors name the file and what is wrong with it. */
+/* An open checkpoint: format and version, every group and the run attributes checked, and with
+ * verify != 0 every dataset read once (checksums, truncation). Without verify, damage shows
+ * when the damaged part is loaded (every read checks its chunks' checksums). Errors name the
+ * file and what is wrong with it. */
 struct ptl_ckpt;
-int ptl_ckpt_open(struct ptl_ckpt **out, const char *path);
+int ptl_ckpt_open(struct ptl_ckpt **out, const char *path, int verify);
 void ptl_ckpt_close(struct ptl_ckpt *c);
 const struct ptl_ckpt_run *ptl_ckpt_run_info(const struct ptl_ckpt *c);
 const char *ptl_ckpt_config_text(const struct ptl_ckpt *c);

@@ -48,7 +48,7 @@ static int info(int argc, char **argv)
         return usage_error("%s", "info needs CKPT.h5");
     if (config) {
         struct ptl_ckpt *c;
-        if (ptl_ckpt_open(&c, path) != 0) {
+        if (ptl_ckpt_open(&c, path, 1) != 0) {
             fprintf(stderr, "ptl ckpt: %s\n", ptl_error_message());
             return 1;
         }

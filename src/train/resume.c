@@ -218,7 +218,7 @@ static int choose(struct ptl_trainer *t, const char *spec, char *path, size_t si
     path[0] = '\0';
     if (strcmp(spec, "auto") != 0) {
         struct ptl_ckpt *c;
-        int rc = ptl_ckpt_open(&c, spec);
+        int rc = ptl_ckpt_open(&c, spec, 1);
         if (rc != 0)
             return rc;
         ptl_ckpt_close(c);
@@ -245,7 +245,7 @@ static int choose(struct ptl_trainer *t, const char *spec, char *path, size_t si
         char p[4600];
         snprintf(p, sizeof p, "%s/%s", dir, cand);
         struct ptl_ckpt *c;
-        if (ptl_ckpt_open(&c, p) == 0) {
+        if (ptl_ckpt_open(&c, p, 1) == 0) {
             ptl_ckpt_close(c);
             snprintf(path, size, "%s", p);
             found = 1;
@@ -264,8 +264,9 @@ static int choose(struct ptl_trainer *t, const char *spec, char *path, size_t si
 
 static int restore(struct ptl_trainer *t, const char *path)
 {
+    /* Rank 0 verified the whole file when it chose it; loading checks what it reads. */
     struct ptl_ckpt *c;
-    int rc = ptl_ckpt_open(&c, path);
+    int rc = ptl_ckpt_open(&c, path, 0);
     if (rc != 0)
         return rc;
     const struct ptl_ckpt_run *r = ptl_ckpt_run_info(c);
