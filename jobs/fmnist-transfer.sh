@@ -68,10 +68,11 @@ run() { # run DIR CONFIG FLAGS...: trains unless DIR already holds a finished ru
         echo "== $dir: done before, reused"
         return 0
     fi
-    rm -rf "$dir" # an unfinished run starts over (full checkpoints come with resume support)
+    # An unfinished run (stopped, preempted) continues from its newest checkpoint; its wall
+    # time in the summary is then that of the last start.
     echo "== $dir"
     # shellcheck disable=SC2086 # flags are word lists on purpose
-    "$ptl" train "$@" --out "$dir"
+    "$ptl" train "$@" --out "$dir" --resume auto
 }
 
 # shellcheck disable=SC2086
