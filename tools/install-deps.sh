@@ -9,7 +9,7 @@ BUILD_PKGS="build-essential autoconf automake libtool pkg-config libopenmpi-dev 
 libblis-dev libhdf5-openmpi-dev hdf5-tools libcriterion-dev libjpeg62-turbo-dev zlib1g-dev
 libpng-dev libyaml-dev libcairo2-dev dataset-fashion-mnist"
 TEST_PKGS="python3-torch python3-torchvision python3-pil python3-h5py python3-numpy python3-sklearn
-valgrind"
+valgrind munge slurm-wlm"
 
 pkgs=$BUILD_PKGS
 for arg in "$@"; do

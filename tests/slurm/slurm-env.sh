@@ -1,0 +1,1 @@
+# placeholder: sourced by tests/slurm/test_slurm.sh
