@@ -466,7 +466,8 @@ static int train_step(struct ptl_trainer *t, int b, int *checkpoint_due)
     for (int i = 0; i < 3; i++)
         sums[i] /= t->world->size;
     *checkpoint_due = sums[3] > 0;
-    if (sums[4] > 0 && t->stop_signal == 0) /* the signal of the lowest... any rank */
+    /* Any rank asked to stop: all stop (naming this rank's signal, else SIGUSR1). */
+    if (sums[4] > 0 && t->stop_signal == 0)
         t->stop_signal = ptl_stop_requested() ? ptl_stop_requested() : SIGUSR1;
     if (sums[0] != sums[0])
         return ptl_error(PTL_ERANGE, "train: the loss is NaN at step %ld (lower optim.lr?)",
