@@ -374,7 +374,20 @@ static int load_validated(struct load_ctx *c, struct ptl_model *m, enum ptl_load
     if (c->file < 0)
         return ptl_error(PTL_EFORMAT, "weights %s: truncated or corrupt (%s)", c->path, why);
     c->root = c->file;
-    /* A training checkpoint (checkpoint.c) keeps the same entries in its model/ group. */
+    /* A training checkpoint (checkpoint.c) keeps the same entries in its model/ group; one
+     * of another format version may store them otherwise. */
+    long long version = PTL_CKPT_FORMAT_VERSION;
+    if (H5Aexists(c->file, "format_version") > 0) {
+        hid_t a = H5Aopen(c->file, "format_version", H5P_DEFAULT);
+        if (a < 0 || H5Aread(a, H5T_NATIVE_LLONG, &version) < 0)
+            version = -1;
+        if (a >= 0)
+            H5Aclose(a);
+    }
+    if (version != PTL_CKPT_FORMAT_VERSION)
+        return ptl_error(PTL_EFORMAT, "weights %s: checkpoint format version %lld, this ptl "
+                                      "reads version %d",
+                         c->path, version, PTL_CKPT_FORMAT_VERSION);
     if (H5Aexists(c->file, "format") > 0 && H5Lexists(c->file, "model", H5P_DEFAULT) > 0 &&
         (c->root = H5Gopen2(c->file, "model", H5P_DEFAULT)) < 0)
         return ptl_error(PTL_EFORMAT, "weights %s: checkpoint without a readable model group (%s)",

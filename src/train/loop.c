@@ -653,7 +653,9 @@ static int train_loop(struct ptl_trainer *t)
     int rc = PTL_OK;
     t->last_checkpoint_time = ptl_now();
     long first = t->epoch; /* 0, or the resumed epoch, whose latent states are restored */
+    long last = t->epoch;  /* the epoch the last step was taken in */
     for (; t->epoch < t->epochs && t->step < t->max_steps && rc == 0; t->epoch++) {
+        last = t->epoch;
         rc = ptl_sampler_set_epoch(&t->sampler, t->epoch);
         if (!(t->resumed && t->epoch == first)) {
             ptl_model_reset_state(t->model, (uint64_t)t->epoch);
@@ -675,8 +677,7 @@ static int train_loop(struct ptl_trainer *t)
             t->step < t->max_steps)
             rc = evaluate_now(t);
     }
-    if (t->epoch > 0)
-        t->epoch--; /* the epoch the last step was taken in */
+    t->epoch = last;
     /* The end is a checkpoint too (a finished run resumes to its final evaluation). */
     if (rc == 0 && t->last_checkpoint_step != t->step)
         rc = checkpoint_now(t);

@@ -99,13 +99,32 @@ static int point_latest(const char *dir, const char *name)
     return PTL_OK;
 }
 
-/* Deletes the oldest checkpoints beyond keep (never the newest, which `latest` names). */
-static void prune(const char *dir, long keep)
+/* Deletes the oldest checkpoints so that `keep` remain counting `current`, the one just
+ * written (which `latest` names). Only checkpoints older than it are candidates: newer-named
+ * ones (left by a run resumed from an older checkpoint, or damaged ones auto-resume skipped)
+ * are neither counted nor deleted, so a fresh checkpoint is never the one pruned. */
+static void prune(const char *dir, const char *current, long keep)
 {
+    /* Temporary files of writers that were killed (ptl_h5_commit_atomic's NAME.tmp.<pid>):
+     * only this process writes here now, so any other one is a leftover. */
+    DIR *d = opendir(dir);
+    char mine[64];
+    snprintf(mine, sizeof mine, ".tmp.%ld", (long)getpid());
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        const char *tmp = strstr(e->d_name, ".h5.tmp.");
+        if (strncmp(e->d_name, "ckpt-", 5) == 0 && tmp && strcmp(tmp + 3, mine) != 0) {
+            char path[8192];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d)
+        closedir(d);
     char *names[MAX_CKPTS];
-    int n = list_ckpts(dir, names);
+    int n = list_ckpts(dir, names); /* newest first */
+    long kept = 1;                  /* current */
     for (int i = 0; i < n; i++) {
-        if (i >= keep && i > 0) {
+        if (strcmp(names[i], current) < 0 && kept++ >= keep) {
             char path[8192];
             snprintf(path, sizeof path, "%s/%s", dir, names[i]);
             unlink(path);
@@ -196,7 +215,7 @@ int ptl_trainer_checkpoint(struct ptl_trainer *t)
         if (rc == 0 && !failed)
             rc = point_latest(dir, name);
         if (rc == 0 && !failed)
-            prune(dir, ptl_config_int(t->cfg, "checkpoint.keep_last"));
+            prune(dir, name, ptl_config_int(t->cfg, "checkpoint.keep_last"));
     }
     if (failed && rc == 0)
         rc = ptl_error(PTL_ENOMEM, "checkpoint %s: out of memory", path);
@@ -279,6 +298,16 @@ static int restore(struct ptl_trainer *t, const char *path)
                        "checkpoint %s: global batch %d, the config says data.batch %d (the data "
                        "position would not mean the same)",
                        path, r->global_batch, t->batch);
+    else if (r->batches_per_epoch != t->batches_per_epoch)
+        rc = ptl_error(PTL_EINVAL,
+                       "checkpoint %s: %ld batches per epoch, this config's data gives %d (the "
+                       "data selection changed: the position would not mean the same)",
+                       path, r->batches_per_epoch, t->batches_per_epoch);
+    else if (r->seed != t->seed)
+        rc = ptl_error(PTL_EINVAL,
+                       "checkpoint %s: run.seed %llu, the config says %llu (the data order and "
+                       "augmentations would not continue)",
+                       path, r->seed, (unsigned long long)t->seed);
     else if (strcmp(r->optimizer, ptl_config_string(t->cfg, "optim.name")) != 0)
         rc = ptl_error(PTL_EINVAL, "checkpoint %s: optimizer %s, the config says optim.name %s",
                        path, r->optimizer, ptl_config_string(t->cfg, "optim.name"));
