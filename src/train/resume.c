@@ -274,7 +274,9 @@ static int choose(struct ptl_trainer *t, const char *spec, char *path, size_t si
     }
     for (int i = 0; i < n; i++)
         free(names[i]);
-    if (!found)
+    if (!found && n == 0 && name[0] == '\0')
+        fprintf(stderr, "ptl train: --resume auto: no checkpoint yet in %s: a new run\n", dir);
+    else if (!found)
         fprintf(stderr, "ptl train: --resume auto: no usable checkpoint in %s, starting from "
                         "step 0\n",
                 dir);

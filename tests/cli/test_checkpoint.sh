@@ -290,7 +290,7 @@ for kind in truncate flip group version missing; do
 done
 # --resume auto with no checkpoint at all: a note, then step 0
 run 0 train "$cfg" --out "$t/fresh" --steps 2 --resume auto || fail "--resume auto, nothing to resume: $(tail -c 600 "$err")"
-grep_err "no usable checkpoint in $t/fresh/checkpoints, starting from step 0" "--resume auto, nothing"
+grep_err "no checkpoint yet in $t/fresh/checkpoints: a new run" "--resume auto, nothing"
 [ "$(losses "$t/fresh/metrics.jsonl" | sed -n '1s/ .*//p')" = 1 ] || fail "--resume auto, nothing: did not start at step 1"
 # another architecture's checkpoint
 run 0 train "$cfg" --out "$t/plain" --steps 1 --set model.arch=resnet18-narrow ||
