@@ -100,8 +100,10 @@ void ptl_ckpt_close(struct ptl_ckpt *c);
 const struct ptl_ckpt_run *ptl_ckpt_run_info(const struct ptl_ckpt *c);
 const char *ptl_ckpt_config_text(const struct ptl_ckpt *c);
 const char *ptl_ckpt_path(const struct ptl_ckpt *c);
-/* The model itself loads with ptl_weights_load(m, path, PTL_LOAD_STRICT, ...): weights files
- * and checkpoints alike (a checkpoint's model/ group). */
+/* Every parameter and buffer of m from model/ (names and sizes must match; read straight into
+ * place, so a failure can leave m partly loaded: for resuming, where it ends the run). For
+ * loading with validation before the model changes, ptl_weights_load reads checkpoints too. */
+int ptl_ckpt_load_model(struct ptl_ckpt *c, struct ptl_model *m);
 int ptl_ckpt_load_optimizer(struct ptl_ckpt *c, struct ptl_optimizer *o, struct ptl_model *m);
 /* Latent states of `rank` (-1: the merged ones) into m's cells. */
 int ptl_ckpt_load_latent(struct ptl_ckpt *c, struct ptl_model *m, int rank);

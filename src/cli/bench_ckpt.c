@@ -195,7 +195,7 @@ int ptl_cli_bench_ckpt(int argc, char **argv)
         if (rc == 0)
             rc = ptl_ckpt_open(&ck, path, 0);
         if (rc == 0)
-            rc = ptl_weights_load(m, path, PTL_LOAD_STRICT, NULL);
+            rc = ptl_ckpt_load_model(ck, m);
         if (rc == 0)
             rc = ptl_ckpt_load_optimizer(ck, o, m);
         ptl_ckpt_close(ck);

@@ -124,6 +124,58 @@ int ptl_h5_write_dataset(hid_t file, const char *name, hid_t file_type, hid_t me
     return st < 0 ? -1 : 0;
 }
 
+/* ---------------- checksums ---------------- */
+
+unsigned long long ptl_h5_checksum(const void *data, size_t n)
+{
+    /* Odd 64-bit constants: multiplying by them is a bijection, so a changed word always
+     * changes its lane. */
+    const uint64_t k[4] = {0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL, 0x165667B19E3779F9ULL,
+                           0xD6E8FEB86659FD93ULL};
+    uint64_t lane[4] = {1, 2, 3, 4};
+    const unsigned char *p = data;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int l = 0; l < 4; l++) {
+            uint64_t w;
+            memcpy(&w, p + i + 8 * (size_t)l, 8);
+            lane[l] = (lane[l] ^ w) * k[l];
+        }
+    uint64_t tail = 0;
+    for (size_t j = 0; i + j < n; j++)
+        tail |= (uint64_t)p[i + j] << (8 * (j % 8));
+    uint64_t h = (uint64_t)n * k[0] ^ (tail * k[1]);
+    for (int l = 0; l < 4; l++)
+        h = (h ^ (lane[l] >> 29) ^ lane[l]) * k[(l + 1) % 4];
+    return h ^ (h >> 32);
+}
+
+int ptl_h5_read_checked(hid_t loc, const char *name, hid_t mem_type, void *dst, size_t bytes,
+                        char why[PTL_H5_REASON_SIZE])
+{
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (ds < 0 || (bytes > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)) {
+        ptl_h5_reason(why);
+        ptl_h5_close_id(&ds, H5Dclose);
+        return -1;
+    }
+    int rc = 0;
+    if (H5Aexists(ds, "checksum") > 0) {
+        unsigned long long want = 0;
+        hid_t a = H5Aopen(ds, "checksum", H5P_DEFAULT);
+        if (a < 0 || H5Aread(a, H5T_NATIVE_ULLONG, &want) < 0) {
+            ptl_h5_reason(why);
+            rc = -1;
+        } else if (ptl_h5_checksum(dst, bytes) != want) {
+            snprintf(why, PTL_H5_REASON_SIZE, "checksum mismatch");
+            rc = -2;
+        }
+        ptl_h5_close_id(&a, H5Aclose);
+    }
+    H5Dclose(ds);
+    return rc;
+}
+
 /* ---------------- atomic replacement ---------------- */
 
 /* Flushes a closed file's data to stable storage. */

@@ -325,7 +325,18 @@ static void fill_report(const struct load_ctx *c, const struct ptl_model *m,
         }
 }
 
-/* Reads one dataset into dst (count floats), converting float64 values and integer counters. */
+/* Bytes per value of a dataset's stored type. */
+static size_t describe_size(hid_t ds)
+{
+    hid_t t = H5Dget_type(ds);
+    size_t n = t >= 0 ? H5Tget_size(t) : 0;
+    if (t >= 0)
+        H5Tclose(t);
+    return n;
+}
+
+/* Reads one dataset into dst (count floats), converting float64 values and integer counters;
+ * a checkpoint's datasets are checked against their checksums. */
 static int read_values(struct load_ctx *c, const struct file_item *it, const struct ptl_entry *e,
                        float *dst)
 {
@@ -341,12 +352,15 @@ static int read_values(struct load_ctx *c, const struct file_item *it, const str
             H5Dclose(ds);
             return ptl_error(PTL_ENOMEM, "weights %s: %s: out of memory", c->path, e->name);
         }
-        st = H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp);
-        if (st < 0)
-            ptl_h5_reason(why);
+        st = ptl_h5_read_checked(c->root, it->name, H5T_NATIVE_INT64, tmp,
+                                 e->count * sizeof *tmp, why);
         for (size_t k = 0; st >= 0 && k < e->count; k++)
             dst[k] = (float)tmp[k]; /* exact below 2^24 (model.h) */
         free(tmp);
+    } else if (it->cls == H5T_FLOAT && describe_size(ds) == sizeof(float)) {
+        /* float32, as ptl writes: checked against a checkpoint's checksum when it has one */
+        st = ptl_h5_read_checked(c->root, it->name, H5T_NATIVE_FLOAT, dst,
+                                 e->count * sizeof *dst, why);
     } else {
         st = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
         if (st < 0)

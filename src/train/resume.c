@@ -317,9 +317,8 @@ static int restore(struct ptl_trainer *t, const char *path)
         rc = ptl_error(PTL_EINVAL, "checkpoint %s: at step %ld, past the end of this run (%ld "
                                    "steps)",
                        path, r->step, t->max_steps);
-    struct ptl_load_report rep;
     if (rc == 0)
-        rc = ptl_weights_load(t->model, path, PTL_LOAD_STRICT, &rep);
+        rc = ptl_ckpt_load_model(c, t->model);
     if (rc == 0)
         rc = ptl_ckpt_load_optimizer(c, t->optim, t->model);
     /* Same ranks (and sharding): each its own state; otherwise the merged one. */

@@ -220,8 +220,12 @@ if kind == "flip":
         f["model"].visititems(lambda n, o: big.append((o.size, "model/" + n))
                               if isinstance(o, h5py.Dataset) else None)
         size, name = max(big)
-        info = f[name].id.get_chunk_info(0)
-        at = info.byte_offset + info.size // 2
+        off = f[name].id.get_offset()  # contiguous: where its bytes are; chunked: None
+        if off is not None:
+            at = off + f[name].id.get_storage_size() // 2
+        else:
+            info = f[name].id.get_chunk_info(0)
+            at = info.byte_offset + info.size // 2
     with open(path, "r+b") as raw:
         raw.seek(at)
         b = bytearray(raw.read(8))
