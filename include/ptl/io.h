@@ -87,12 +87,12 @@ struct ptl_ckpt_contents {
 };
 
 /* Writes the checkpoint whole or not at all (PATH.tmp.<pid>, fsync, rename, fsync of the
- * directory), every dataset with a Fletcher-32 checksum. */
+ * directory), every dataset with a 64-bit checksum attribute. */
 int ptl_ckpt_save(const char *path, const struct ptl_ckpt_contents *c);
 
 /* An open checkpoint: format and version, every group and the run attributes checked, and with
  * verify != 0 every dataset read once (checksums, truncation). Without verify, damage shows
- * when the damaged part is loaded (every read checks its chunks' checksums). Errors name the
+ * when the damaged part is loaded (every load checks the checksums of what it reads). Errors name the
  * file and what is wrong with it. */
 struct ptl_ckpt;
 int ptl_ckpt_open(struct ptl_ckpt **out, const char *path, int verify);

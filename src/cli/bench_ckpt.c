@@ -16,7 +16,7 @@ static const char ckpt_bench_usage[] =
     "Usage: ptl bench ckpt --arch NAME [--classes K] [--input CxHxW] [--dir DIR] [--repeat N]\n"
     "\n"
     "Writes the checkpoint of a model with Adam's state (parameters, buffers, exp_avg,\n"
-    "exp_avg_sq; values random) N times into DIR with ptl's checkpoint writer (Fletcher-32 on\n"
+    "exp_avg_sq; values random) N times into DIR with ptl's checkpoint writer (a checksum on\n"
     "every dataset, temporary file, fsync, rename, fsync of the directory), and N times the\n"
     "same number of bytes with plain write() + fsync + rename; then loads it N times as a\n"
     "resume does (open, model, optimizer state) against a plain read() of the same bytes, and\n"

@@ -12,7 +12,7 @@ static const char ckpt_usage[] =
     "Usage: ptl ckpt info CKPT.h5 [--config]\n"
     "       ptl ckpt export CKPT.h5 --torch OUT.h5\n"
     "\n"
-    "info    verifies the checkpoint (format version, every group, every dataset's Fletcher-32\n"
+    "info    verifies the checkpoint (format version, every group, every dataset's\n"
     "        checksum) and prints the run position, the world size and what the file holds;\n"
     "        --config prints the config the run was trained with instead\n"
     "export  writes the model's weights by PyTorch name to OUT.h5, the format of final.h5:\n"

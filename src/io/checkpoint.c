@@ -245,7 +245,7 @@ static int write_run(struct writer *w, hid_t g)
     if (rc == 0) {
         const char *text = w->c->config_text ? w->c->config_text : "";
         hsize_t n = strlen(text);
-        /* As bytes (uint8) so Fletcher-32 covers it; h5py: bytes(f["run/config"][()]). */
+        /* As bytes (uint8), with its checksum; h5py: bytes(f["run/config"][()]). */
         rc = put(w, g, "config", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &n, n ? text : "");
     }
     if (rc == 0 && w->c->rank_seeds) {
@@ -381,7 +381,7 @@ static herr_t visit(hid_t root, H5O_iterate_t fn, void *ctx)
 }
 #endif
 
-/* Reads every dataset once: Fletcher-32 is checked as chunks are read. */
+/* Reads every dataset once and checks its checksum. */
 struct verify_ctx {
     const char *path;
     int rc;
