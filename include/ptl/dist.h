@@ -48,7 +48,6 @@ int ptl_dist_reduce_floats(float *values, size_t count, int root);
 int ptl_dist_any(int failed);
 /* Every rank's 64-bit value, gathered into out[size] on every rank. */
 int ptl_dist_allgather_u64(unsigned long long value, unsigned long long *out);
-int ptl_dist_barrier(void);
 
 /* Threads per rank when the config leaves it open: PTL_THREADS, else SLURM_CPUS_PER_TASK, else
  * this process's cores divided among the ranks of the node that share them. */
@@ -77,8 +76,6 @@ int ptl_grad_sync_finish(struct ptl_grad_sync *s);
 /* Buckets, the floats they carry and how many are reduced in place (for logs and benchmarks);
  * floats and in_place may be NULL. */
 int ptl_grad_sync_buckets(const struct ptl_grad_sync *s, size_t *floats, int *in_place);
-/* Seconds spent waiting in ptl_grad_sync_finish over the run. */
-double ptl_grad_sync_wait_seconds(const struct ptl_grad_sync *s);
 
 /* ---- latent states ---- */
 

@@ -119,6 +119,10 @@ int ptl_model_state_slots(const struct ptl_model *m, int i);
 /* Writable values of state i with at least `slots` rows, drawn or grown as a training forward
  * would do; NULL with a message on error. */
 float *ptl_model_state_data(struct ptl_model *m, int i, int slots);
+/* Every state that holds slots, packed one after the other in state order: the floats they
+ * take, and a copy into buf (to_buf != 0) or from buf back into the cells. */
+size_t ptl_model_states_floats(const struct ptl_model *m);
+void ptl_model_states_copy(struct ptl_model *m, float *buf, int to_buf);
 
 /* ---- Hooks for data parallelism (the dist layer sets them; one process needs none) ---- */
 

@@ -1,13 +1,13 @@
 /* Gradient averaging over ranks in buckets overlapped with backward (dist.h).
  *
  * Buckets are built once, in the order backward completes the entries' gradients, each about
- * dist.bucket_mb. As backward finishes an entry its gradient is copied into its bucket's
- * staging area; when the last one arrives the bucket's MPI_Iallreduce starts. Every node's
- * completion also polls the requests in flight (MPI_Testall), because Open MPI progresses
- * non-blocking collectives only inside MPI calls. Packing costs one copy in and one out, and
- * buys exact readiness order and no traffic for frozen roles; a bucket is copied back as soon as
- * it completes, so only the last one's copy follows backward. Every rank builds the same
- * buckets from the same graph, so the collectives are issued in the same order everywhere. */
+ * dist.bucket_mb. When backward has completed a bucket's last entry, its MPI_Iallreduce starts:
+ * in place when the bucket's entries fill one range of the gradient buffer (the usual case),
+ * else on a staging copy filled entry by entry and copied back as soon as the bucket
+ * completes. Every node's completion polls the requests in flight (MPI_Test), because Open MPI
+ * progresses non-blocking collectives only inside MPI calls. Frozen roles are not sent. Every
+ * rank builds the same buckets from the same graph, so the collectives are issued in the same
+ * order everywhere. */
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +39,6 @@ struct ptl_grad_sync {
     size_t floats;
     int divide;          /* finish divides by the ranks (else the loss was pre-scaled) */
     int in_place;        /* buckets reduced in place, without copies */
-    double wait_seconds;
 };
 
 /* A finished bucket goes back into the gradients at once, divided by the number of ranks, so
@@ -174,7 +173,6 @@ int ptl_grad_sync_create(struct ptl_grad_sync **out, struct ptl_model *m,
             b->first = used;
         s->entries[used] = order[i];
         s->slot_of[order[i]] = used;
-        s->pos[used] = s->floats;
         s->bucket_of[order[i]] = s->n_buckets;
         used++;
         b->count++;
@@ -245,7 +243,7 @@ void ptl_grad_sync_begin(struct ptl_grad_sync *s)
 
 int ptl_grad_sync_finish(struct ptl_grad_sync *s)
 {
-    double t0 = ptl_now(), w0 = s->trace ? ptl_trace_now(s->trace) : 0;
+    double w0 = s->trace ? ptl_trace_now(s->trace) : 0;
     /* A bucket a backward never completed would leave the ranks out of step: start it now
      * (every rank misses the same ones, since they run the same graph). */
     for (int k = 0; k < s->n_buckets; k++)
@@ -274,7 +272,6 @@ int ptl_grad_sync_finish(struct ptl_grad_sync *s)
     s->in_flight = 0;
     if (s->trace)
         ptl_trace_event(s->trace, "wait", "comm", w0, ptl_trace_now(s->trace));
-    s->wait_seconds += ptl_now() - t0;
     return PTL_OK;
 }
 
@@ -285,9 +282,4 @@ int ptl_grad_sync_buckets(const struct ptl_grad_sync *s, size_t *floats, int *in
     if (in_place)
         *in_place = s->in_place;
     return s->n_buckets;
-}
-
-double ptl_grad_sync_wait_seconds(const struct ptl_grad_sync *s)
-{
-    return s->wait_seconds;
 }

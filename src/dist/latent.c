@@ -21,7 +21,7 @@ struct ptl_latent_merge {
     float *packed;   /* this rank's states (weighted), then the sums */
     float *own;      /* a copy of this rank's states */
     size_t floats;
-    double sums[2];  /* [unused, total weight] */
+    double total_w;  /* this rank's weight, then the sum over ranks */
     MPI_Request req[2];
     int active;
 };
@@ -47,31 +47,6 @@ int ptl_merge_parse(struct ptl_merge_spec *spec, const char *text)
     return PTL_OK;
 }
 
-/* Walks the states that hold slots: copies them into (pack = 1) or out of (pack = 0) buf.
- * Returns the floats walked, or a negative error. */
-static long walk_states(struct ptl_model *m, float *buf, int pack)
-{
-    size_t at = 0;
-    for (int i = 0; i < ptl_model_state_count(m); i++) {
-        int slots = ptl_model_state_slots(m, i);
-        size_t per;
-        if (slots == 0 || ptl_model_state_info(m, i, NULL, 0, &per) != 0)
-            continue;
-        size_t n = per * (size_t)slots;
-        if (buf) {
-            float *s = ptl_model_state_data(m, i, slots);
-            if (s == NULL)
-                return PTL_EINVAL;
-            if (pack)
-                memcpy(buf + at, s, n * sizeof *s);
-            else
-                memcpy(s, buf + at, n * sizeof *s);
-        }
-        at += n;
-    }
-    return (long)at;
-}
-
 int ptl_latent_merge_begin(struct ptl_latent_merge **out, struct ptl_model *m,
                            const struct ptl_merge_spec *spec)
 {
@@ -84,7 +59,7 @@ int ptl_latent_merge_begin(struct ptl_latent_merge **out, struct ptl_model *m,
         return ptl_error(PTL_ENOMEM, "latent merge: out of memory");
     g->m = m;
     g->spec = *spec;
-    g->floats = (size_t)walk_states(m, NULL, 1);
+    g->floats = ptl_model_states_floats(m);
     if (g->floats > (size_t)INT32_MAX) {
         size_t floats = g->floats;
         free(g);
@@ -100,17 +75,16 @@ int ptl_latent_merge_begin(struct ptl_latent_merge **out, struct ptl_model *m,
         free(g);
         return ptl_error(PTL_ENOMEM, "latent merge: out of memory for %zu floats", floats);
     }
-    walk_states(m, g->packed, 1);
+    ptl_model_states_copy(m, g->packed, 1);
     double wgt = spec->kind == PTL_MERGE_WEIGHTED ? spec->weight : 1.0;
     memcpy(g->own, g->packed, g->floats * sizeof *g->own);
     if (wgt != 1.0)
         for (size_t k = 0; k < g->floats; k++)
             g->packed[k] = (float)(wgt * g->packed[k]);
-    g->sums[0] = 0;
-    g->sums[1] = wgt;
+    g->total_w = wgt;
     int e1 = MPI_Iallreduce(MPI_IN_PLACE, g->packed, (int)g->floats, MPI_FLOAT, MPI_SUM,
                             MPI_COMM_WORLD, &g->req[0]);
-    int e2 = MPI_Iallreduce(MPI_IN_PLACE, g->sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD,
+    int e2 = MPI_Iallreduce(MPI_IN_PLACE, &g->total_w, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD,
                             &g->req[1]);
     if (e1 != MPI_SUCCESS || e2 != MPI_SUCCESS) {
         free(g->packed);
@@ -133,7 +107,7 @@ int ptl_latent_merge_end(struct ptl_latent_merge *g, struct ptl_merge_report *re
     if (MPI_Waitall(2, g->req, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
         rc = ptl_error(PTL_EMPI, "latent merge: MPI_Waitall failed");
     if (rc == 0) {
-        double total_w = g->sums[1], norm2 = 0;
+        double total_w = g->total_w, norm2 = 0;
         /* dev: this rank's weighted squared distance to the mean (the spread's second pass) */
         double dev = 0, w = g->spec.kind == PTL_MERGE_WEIGHTED ? g->spec.weight : 1.0;
         for (size_t k = 0; k < g->floats; k++) {
@@ -144,7 +118,7 @@ int ptl_latent_merge_end(struct ptl_latent_merge *g, struct ptl_merge_report *re
                                ? (float)((1.0 - g->spec.alpha) * g->own[k] + g->spec.alpha * mean)
                                : (float)mean;
         }
-        walk_states(g->m, g->packed, 0);
+        ptl_model_states_copy(g->m, g->packed, 0);
         if (MPI_Allreduce(MPI_IN_PLACE, &dev, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) !=
             MPI_SUCCESS)
             rc = ptl_error(PTL_EMPI, "latent merge: MPI_Allreduce failed");

@@ -171,14 +171,6 @@ int ptl_dist_allgather_u64(unsigned long long value, unsigned long long *out)
     return err == MPI_SUCCESS ? PTL_OK : mpi_fail(err, "Allgather");
 }
 
-int ptl_dist_barrier(void)
-{
-    if (world.size == 1)
-        return PTL_OK;
-    int err = MPI_Barrier(MPI_COMM_WORLD);
-    return err == MPI_SUCCESS ? PTL_OK : mpi_fail(err, "Barrier");
-}
-
 int ptl_dist_default_threads(void)
 {
     const char *s = getenv("PTL_THREADS");

@@ -420,3 +420,34 @@ int ptl_model_state_slots(const struct ptl_model *m, int i)
     const struct cell_state *s = node ? node->state : NULL;
     return s ? s->slots : 0;
 }
+
+/* Walks the states that hold slots: copies them into (to_buf) or out of buf, or only counts
+ * (buf NULL). Returns the floats walked. */
+static size_t walk_states(struct ptl_model *m, float *buf, int to_buf)
+{
+    size_t at = 0;
+    for (int i = 0; i < ptl_model_state_count(m); i++) {
+        int slots = ptl_model_state_slots(m, i);
+        size_t per;
+        if (slots == 0 || ptl_model_state_info(m, i, NULL, 0, &per) != 0)
+            continue;
+        size_t n = per * (size_t)slots;
+        float *s = buf ? ptl_model_state_data(m, i, slots) : NULL;
+        if (s && to_buf)
+            memcpy(buf + at, s, n * sizeof *s);
+        else if (s)
+            memcpy(s, buf + at, n * sizeof *s);
+        at += n;
+    }
+    return at;
+}
+
+size_t ptl_model_states_floats(const struct ptl_model *m)
+{
+    return walk_states((struct ptl_model *)m, NULL, 1);
+}
+
+void ptl_model_states_copy(struct ptl_model *m, float *buf, int to_buf)
+{
+    walk_states(m, buf, to_buf);
+}

@@ -510,36 +510,6 @@ static int train_step(struct ptl_trainer *t, int b, int *checkpoint_due)
     return PTL_OK;
 }
 
-/* Copies of every latent state (to evaluate from merged states and then carry on with the
- * rank's own under latent.merge none). */
-static float *save_states(struct ptl_model *m, int restore, float *saved)
-{
-    size_t total = 0;
-    for (int i = 0; i < ptl_model_state_count(m); i++) {
-        size_t per;
-        int slots = ptl_model_state_slots(m, i);
-        if (slots > 0 && ptl_model_state_info(m, i, NULL, 0, &per) == 0)
-            total += per * (size_t)slots;
-    }
-    if (!restore && (saved = malloc((total ? total : 1) * sizeof *saved)) == NULL)
-        return NULL;
-    size_t at = 0;
-    for (int i = 0; i < ptl_model_state_count(m); i++) {
-        size_t per;
-        int slots = ptl_model_state_slots(m, i);
-        if (slots == 0 || ptl_model_state_info(m, i, NULL, 0, &per) != 0)
-            continue;
-        float *s = ptl_model_state_data(m, i, slots);
-        size_t n = per * (size_t)slots;
-        if (restore)
-            memcpy(s, saved + at, n * sizeof *s);
-        else
-            memcpy(saved + at, s, n * sizeof *s);
-        at += n;
-    }
-    return saved;
-}
-
 /* Makes the ranks' models agree before an evaluation (method.md): latent states
  * merged, BatchNorm running statistics averaged (already equal under dist.sync_bn). */
 static int agree_before_use(struct ptl_trainer *t)
@@ -563,8 +533,10 @@ static int evaluate_now(struct ptl_trainer *t)
     float *own = NULL;
     if (t->world->size > 1 && t->merge.kind == PTL_MERGE_NONE) {
         struct ptl_merge_spec mean = {PTL_MERGE_MEAN, 0, 1};
-        if ((own = save_states(t->model, 0, NULL)) == NULL)
+        size_t n = ptl_model_states_floats(t->model);
+        if ((own = malloc((n ? n : 1) * sizeof *own)) == NULL)
             return ptl_error(PTL_ENOMEM, "train: out of memory for the latent states");
+        ptl_model_states_copy(t->model, own, 1);
         rc = ptl_latent_merge(t->model, &mean, NULL);
     }
     double ts = phase(t, "evaluation");
@@ -572,7 +544,7 @@ static int evaluate_now(struct ptl_trainer *t)
         rc = ptl_evaluate(&t->eval, t->model, t->cfg, &t->last_eval);
     trace_event(t, "evaluation", "compute", ts);
     if (own) {
-        save_states(t->model, 1, own);
+        ptl_model_states_copy(t->model, own, 0);
         free(own);
     }
     if (rc == 0) {

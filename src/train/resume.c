@@ -23,32 +23,6 @@
 
 enum { MAX_CKPTS = 4096 };
 
-/* Latent floats per rank (all states, current slots). */
-static size_t latent_floats(struct ptl_model *m)
-{
-    size_t total = 0;
-    for (int i = 0; i < ptl_model_state_count(m); i++) {
-        size_t per;
-        int slots = ptl_model_state_slots(m, i);
-        if (slots > 0 && ptl_model_state_info(m, i, NULL, 0, &per) == 0)
-            total += per * (size_t)slots;
-    }
-    return total;
-}
-
-static void pack_latent(struct ptl_model *m, float *out)
-{
-    size_t at = 0;
-    for (int i = 0; i < ptl_model_state_count(m); i++) {
-        size_t per;
-        int slots = ptl_model_state_slots(m, i);
-        if (slots == 0 || ptl_model_state_info(m, i, NULL, 0, &per) != 0)
-            continue;
-        memcpy(out + at, ptl_model_state_data(m, i, slots), per * (size_t)slots * sizeof *out);
-        at += per * (size_t)slots;
-    }
-}
-
 static int is_ckpt_name(const char *name)
 {
     size_t n = strlen(name);
@@ -137,7 +111,7 @@ int ptl_trainer_checkpoint(struct ptl_trainer *t)
 {
     const struct ptl_world *w = t->world;
     int root = w->rank == 0, rc = PTL_OK;
-    size_t lf = latent_floats(t->model);
+    size_t lf = ptl_model_states_floats(t->model);
     size_t nb = ptl_model_buffer_floats(t->model);
     int per_rank_buffers = w->size > 1 && !t->sync_bn;
     float *mine = malloc((lf ? lf : 1) * sizeof *mine);
@@ -153,7 +127,7 @@ int ptl_trainer_checkpoint(struct ptl_trainer *t)
         (root && per_rank_buffers && (bufs == NULL || avg == NULL)))
         ptl_dist_abort(1, "checkpoint: out of memory gathering the ranks' state");
     int failed = 0;
-    pack_latent(t->model, mine);
+    ptl_model_states_copy(t->model, mine, 1);
     if (ptl_dist_gather_floats(mine, lf, root ? ranks : mine, 0) != 0 ||
         (per_rank_buffers &&
          ptl_dist_gather_floats(ptl_model_buffers(t->model), nb, root ? bufs : mine, 0) != 0) ||
