@@ -153,6 +153,13 @@ double ptl_model_flops(const struct ptl_model *m);
 /* Prints the layer table (name, op, output shape, parameters, FLOPs) and totals. */
 void ptl_model_print_summary(const struct ptl_model *m, void *file /* FILE * */);
 
+/* Profiling: from this call on, forward and backward add each node's wall time to per-node
+ * totals (restarting from zero). ptl_model_print_profile prints them divided by `passes` (the
+ * steps run since), by op kind and for the `top` slowest nodes. */
+int ptl_model_profile_start(struct ptl_model *m);
+void ptl_model_print_profile(const struct ptl_model *m, int passes, int top,
+                             void *file /* FILE * */);
+
 #ifdef __cplusplus
 }
 #endif

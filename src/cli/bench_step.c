@@ -26,11 +26,14 @@ static const char step_usage[] =
     "  --warmup W        untimed steps first (default 1)\n"
     "  --threads T       threads for BLIS and OpenMP (default: PTL_THREADS, else all cores)\n"
     "  --format F        table (default) or tsv (arch, batch, threads, median s, images/s)\n"
+    "  --profile         also print where the timed steps spent their time, by op kind and\n"
+    "                    for the 15 slowest nodes (wall clock of each node's forward and\n"
+    "                    backward)\n"
     "  -h, --help        show this help and exit\n";
 
 struct step_opts {
     const char *arch;
-    int c, h, w, batch, classes, steps, warmup, threads, tsv;
+    int c, h, w, batch, classes, steps, warmup, threads, tsv, profile;
 };
 
 static int bad(const char *flag, const char *value)
@@ -79,6 +82,9 @@ static int parse(int argc, char **argv, struct step_opts *o)
         } else if (strcmp(a, "--format") == 0 && v &&
                    (strcmp(v, "table") == 0 || strcmp(v, "tsv") == 0)) {
             o->tsv = strcmp(v, "tsv") == 0;
+        } else if (strcmp(a, "--profile") == 0) {
+            o->profile = 1;
+            continue;
         } else {
             fprintf(stderr, "ptl bench step: unknown or incomplete option '%s'\n", a);
             return PTL_EXIT_USAGE;
@@ -172,6 +178,8 @@ static int run(const struct step_opts *o)
             b.labels[i] = (int32_t)(ptl_rng_u64(&rng) % (uint64_t)o->classes);
     }
     for (int s = 0; rc == 0 && s < o->warmup + o->steps; s++) {
+        if (s == o->warmup && o->profile)
+            rc = ptl_model_profile_start(m);
         double t0 = now_s();
         rc = train_step(m, &b, o, s);
         if (s >= o->warmup)
@@ -188,6 +196,8 @@ static int run(const struct step_opts *o)
                    "%.3f s over %d steps, %.2f images/s\n",
                    ptl_version(), o->arch, o->c, o->h, o->w, o->batch, o->threads, med, o->steps,
                    o->batch / med);
+        if (o->profile)
+            ptl_model_print_profile(m, o->steps, 15, stdout);
     } else {
         fprintf(stderr, "ptl bench step: %s\n", ptl_error_message());
     }

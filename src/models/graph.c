@@ -277,7 +277,10 @@ int ptl_model_forward(struct ptl_model *m, const float *input, int n, int train)
     memcpy(graph_act(m, m->input), input, (size_t)n * graph_numel(m, m->input) * sizeof(float));
     for (int i = 0; i < m->n_nodes; i++) {
         struct ptl_node *node = &m->nodes[i];
+        double t0 = m->prof ? graph_clock() : 0;
         rc = node->ops->forward(m, node, train);
+        if (m->prof)
+            m->prof[2 * i] += graph_clock() - t0;
         if (rc != 0)
             return node_error(m, node, rc, "");
     }
@@ -378,7 +381,10 @@ int ptl_model_backward(struct ptl_model *m, const float *const *d_outputs, float
         report_ready(m, -1);
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         struct ptl_node *node = &m->nodes[i];
+        double t0 = m->prof ? graph_clock() : 0;
         int rc = node->ops->backward(m, node);
+        if (m->prof)
+            m->prof[2 * i + 1] += graph_clock() - t0;
         if (rc != 0) {
             m->tensors[m->input].needs_grad = 0;
             return node_error(m, node, rc, " backward");
@@ -433,6 +439,7 @@ void ptl_model_free(struct ptl_model *m)
     free(m->saved);
     free(m->workspace);
     free(m->final_node);
+    free(m->prof);
     free(m);
 }
 

@@ -113,6 +113,7 @@ struct ptl_model {
     void *grads_ready_ctx;
     int *final_node;            /* per entry: the node whose backward completes its gradient
                                    (the lowest-index user; -1 when no node uses it) */
+    double *prof;               /* profile.c: forward and backward seconds per node, or NULL */
 };
 
 /* ---- builder: each returns the output tensor id, or -1 after an error ---- */
@@ -151,6 +152,9 @@ int graph_fail(struct ptl_model *m, int code, const char *fmt, ...)
 /* Adds a node of kind ops with the given inputs and output shape; returns the node index. */
 int graph_add_node(struct ptl_model *m, const struct ptl_node_ops *ops, const char *name,
                    const int *in, int n_in, int c, int h, int w);
+
+/* CLOCK_MONOTONIC in seconds (profile.c). */
+double graph_clock(void);
 
 /* Allocates the flat parameter, gradient and buffer arrays once building is done, and
  * initialises them (PyTorch's default initialisers; constructors may override afterwards). */
