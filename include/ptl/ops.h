@@ -105,6 +105,9 @@ int ptl_batchnorm_split_backward_input(float *d_in, const float *d_out, const fl
 /* ---- activations over n floats; out may alias in; backward uses the forward output ---- */
 int ptl_relu_forward(float *out, const float *in, size_t n);
 int ptl_relu_backward(float *d_in, const float *d_out, const float *out, size_t n);
+/* For a ReLU computed in place (its input and output share storage, and so do their
+ * gradients): grad = grad where out > 0, 0 elsewhere. */
+int ptl_relu_backward_inplace(float *grad, const float *out, size_t n);
 int ptl_sigmoid_forward(float *out, const float *in, size_t n);
 int ptl_sigmoid_backward(float *d_in, const float *d_out, const float *out, size_t n);
 int ptl_tanh_forward(float *out, const float *in, size_t n);

@@ -21,6 +21,7 @@
 #include "models/cell.h"
 #include "models/graph.h"
 #include "ops/check.h"
+#include "ops/vmath.h"
 #include "ptl/core.h"
 
 /* Latent state of one cell: `slots` rows of C (per_c floats each) and, for v2, of the M
@@ -228,22 +229,29 @@ static int cell_forward(struct ptl_model *m, struct ptl_node *node, int train)
     rc = ptl_conv2d_forward(gates, gate_in, graph_param(m, node, 0), NULL, &cs, m->workspace);
     if (rc != 0)
         return rc;
-    /* The gate maths is element-wise: samples go to threads (the activation calls inside then
-     * run on one thread each). */
+    /* The gate maths is element-wise: samples go to threads, and each sample's loop runs in
+     * SIMD lanes (vmath.h's exp; glibc's expf/tanhf are scalar calls). */
 #pragma omp parallel for if ((size_t)n * blk >= PTL_OMP_MIN_ELEMENTS)
     for (int b = 0; b < n; b++) {
-        float *g = gates + (size_t)b * 4 * blk;
-        ptl_sigmoid_forward(g, g, 3 * blk);
-        ptl_tanh_forward(g + 3 * blk, g + 3 * blk, blk);
-        const float *gi = g, *gf = g + blk, *go = g + 2 * blk, *gg = g + 3 * blk;
+        float *gi = gates + (size_t)b * 4 * blk, *gf = gi + blk, *go = gf + blk, *gg = go + blk;
         const float *cp = c_prev + (size_t)b * blk;
         float *tc = tanh_c + (size_t)b * blk, *yb = y + (size_t)b * blk;
+        /* The new C goes to the state in training; eval only needs tanh(C), so C is parked in
+         * tc and overwritten in the same iteration. */
+        float *cn = train ? st->c + (size_t)b * blk : tc;
+#pragma omp simd
         for (size_t k = 0; k < blk; k++) {
-            float c = gf[k] * cp[k] + gi[k] * gg[k];
-            if (train)
-                st->c[(size_t)b * blk + k] = c;
-            tc[k] = tanhf(c);
-            yb[k] = go[k] * tc[k];
+            float i = ptl__vsigmoid(gi[k]), f = ptl__vsigmoid(gf[k]);
+            float o = ptl__vsigmoid(go[k]), g = ptl__vtanh(gg[k]);
+            float c = f * cp[k] + i * g;
+            gi[k] = i;
+            gf[k] = f;
+            go[k] = o;
+            gg[k] = g;
+            cn[k] = c;
+            float t = ptl__vtanh(c);
+            tc[k] = t;
+            yb[k] = o * t;
         }
     }
     if (train) {
@@ -283,6 +291,7 @@ static int cell_backward(struct ptl_model *m, struct ptl_node *node)
         const float *cp = c_prev + (size_t)b * blk, *t = tanh_c + (size_t)b * blk;
         const float *dyb = dy + (size_t)b * blk;
         float *a = da + (size_t)b * 4 * blk;
+#pragma omp simd
         for (size_t k = 0; k < blk; k++) {
             float d_o = dyb[k] * t[k];
             float d_c = dyb[k] * go[k] * (1.0f - t[k] * t[k]);

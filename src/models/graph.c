@@ -59,7 +59,8 @@ static int new_tensor(struct ptl_model *m, int c, int h, int w)
     if (c <= 0 || h <= 0 || w <= 0)
         return graph_fail(m, PTL_EINVAL, "tensor shape %dx%dx%d is empty (input too small?)", c,
                           h, w);
-    m->tensors[m->n_tensors] = (struct ptl_tensor){.c = c, .h = h, .w = w, .needs_grad = 1};
+    m->tensors[m->n_tensors] =
+        (struct ptl_tensor){.c = c, .h = h, .w = w, .needs_grad = 1, .shares = -1};
     return m->n_tensors++;
 }
 
@@ -209,13 +210,45 @@ int graph_finish(struct ptl_model *m)
     return PTL_OK;
 }
 
+/* Whether a ReLU may overwrite its input tensor t (as PyTorch's inplace ReLU does): nothing else
+ * reads t, t is not a model output, and t's producer does not need its own output in backward
+ * (conv, batchnorm, add, concat and linear read their inputs and saved state only). Saves a
+ * tensor of memory traffic each way and shrinks the arenas. */
+static int relu_can_share(const struct ptl_model *m, const struct ptl_node *relu)
+{
+    int t = relu->in[0], p = graph_producer(m, t);
+    if (t == m->input || p < 0)
+        return 0;
+    const struct ptl_node_ops *k = m->nodes[p].ops;
+    if (k != &ptl_node_conv && k != &ptl_node_bn && k != &ptl_node_add &&
+        k != &ptl_node_concat && k != &ptl_node_linear)
+        return 0;
+    for (int o = 0; o < m->n_outputs; o++)
+        if (m->outputs[o].tensor == t)
+            return 0;
+    int readers = 0;
+    for (int i = 0; i < m->n_nodes; i++)
+        for (int j = 0; j < m->nodes[i].n_in; j++)
+            readers += m->nodes[i].in[j] == t;
+    return readers == 1;
+}
+
 /* Lays out the arenas for a batch of n (only when n changes). */
 static int graph_plan(struct ptl_model *m, int n)
 {
     if (n == m->batch && m->act != NULL)
         return PTL_OK;
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].ops == &ptl_node_relu)
+            m->tensors[m->nodes[i].out].shares =
+                relu_can_share(m, &m->nodes[i]) ? m->nodes[i].in[0] : -1;
     size_t act = 0, saved = 0, work = 0;
     for (int t = 0; t < m->n_tensors; t++) {
+        int sh = m->tensors[t].shares;
+        if (sh >= 0) { /* a producer comes before its readers, so sh < t is laid out */
+            m->tensors[t].offset = m->tensors[sh].offset;
+            continue;
+        }
         m->tensors[t].offset = act;
         act += (size_t)n * graph_numel(m, t);
     }

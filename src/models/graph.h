@@ -36,6 +36,8 @@ struct ptl_tensor {
     int c, h, w;          /* per-sample shape */
     size_t offset;        /* into the arenas, for the current batch */
     int needs_grad;       /* some parameter or the input gradient depends on it */
+    int shares;           /* tensor whose storage (and gradient storage) this one reuses, or -1:
+                             an in-place ReLU's output shares its input's (graph_plan) */
 };
 
 /* Attributes of the op kinds (only the member of the node's kind is meaningful). */

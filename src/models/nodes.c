@@ -313,10 +313,14 @@ static int relu_forward(struct ptl_model *m, struct ptl_node *node, int train)
 static int relu_backward(struct ptl_model *m, struct ptl_node *node)
 {
     float *d_in = graph_act_grad(m, node->in[0]);
+    size_t len = (size_t)m->batch * graph_numel(m, node->out);
     if (d_in == NULL)
         return 0;
-    return ptl_relu_backward(d_in, graph_act_grad(m, node->out), graph_act(m, node->out),
-                             (size_t)m->batch * graph_numel(m, node->out));
+    /* In place (graph_plan): the input's gradient storage is the output's, and nothing else
+     * reads the input, so it holds exactly d_out. */
+    if (m->tensors[node->out].shares == node->in[0])
+        return ptl_relu_backward_inplace(d_in, graph_act(m, node->out), len);
+    return ptl_relu_backward(d_in, graph_act_grad(m, node->out), graph_act(m, node->out), len);
 }
 const struct ptl_node_ops ptl_node_relu = {"relu", NULL, NULL, relu_forward, relu_backward, NULL};
 

@@ -19,6 +19,7 @@
 
 #include "ops/check.h"
 #include "ops/im2col.h"
+#include "ops/winograd.h"
 
 /* Images whose output has at least this many pixels get their own GEMM; smaller ones are
  * batched up to about BATCH_COLS GEMM columns per chunk (measured: docs/performance.md). */
@@ -100,6 +101,8 @@ size_t ptl_conv2d_workspace_floats(const struct ptl_conv2d_shape *s)
     struct conv_plan pl;
     if (conv_plan_make("conv2d", s, &pl))
         return 0; /* the op itself reports the bad shape */
+    if (ptl__winograd_applies(s))
+        return ptl__winograd_workspace_floats(s);
     return plan_workspace(&pl);
 }
 
@@ -174,9 +177,12 @@ int ptl_conv2d_forward(float *out, const float *in, const float *weight, const f
     PTL_CHECK_PTR(op, out);
     PTL_CHECK_PTR(op, in);
     PTL_CHECK_PTR(op, weight);
-    size_t need = plan_workspace(&pl);
+    const int wino = ptl__winograd_applies(s);
+    size_t need = wino ? ptl__winograd_workspace_floats(s) : plan_workspace(&pl);
     PTL_CHECK(workspace != NULL || need == 0,
               "%s: workspace is NULL but this shape needs %zu floats", op, need);
+    if (wino)
+        return ptl__winograd_forward(out, in, weight, bias, s, workspace);
     const int m = pl.m, k = pl.k, p = pl.p;
     const size_t in_img = (size_t)pl.g.c * pl.g.h * pl.g.w, out_img = (size_t)m * p;
 
@@ -221,7 +227,8 @@ int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float
     PTL_CHECK_PTR(op, d_out);
     PTL_CHECK_PTR(op, in);
     PTL_CHECK_PTR(op, weight);
-    size_t need = plan_workspace(&pl);
+    const int wino = ptl__winograd_applies(s);
+    size_t need = wino ? ptl__winograd_workspace_floats(s) : plan_workspace(&pl);
     PTL_CHECK(workspace != NULL || need == 0 || (d_in == NULL && d_weight == NULL),
               "%s: workspace is NULL but this shape needs %zu floats", op, need);
     const int m = pl.m, k = pl.k, p = pl.p;
@@ -231,6 +238,8 @@ int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float
         bias_grad(d_bias, d_out, pl.n, m, p);
     if (d_in == NULL && d_weight == NULL)
         return PTL_OK;
+    if (wino)
+        return ptl__winograd_backward(d_in, d_weight, d_out, in, weight, s, workspace);
 
     for (int n0 = 0; n0 < pl.n; n0 += pl.group) {
         int cnt = pl.n - n0 < pl.group ? pl.n - n0 : pl.group;

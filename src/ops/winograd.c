@@ -1,2 +1,357 @@
-/* Winograd F(2x2, 3x3) convolution (placeholder, being written). */
+/* Winograd F(2x2, 3x3) convolution: transforms (OpenMP, SIMD over the tiles of a tile row) and
+ * the 16 GEMMs per chunk (BLIS through ptl_sgemm). See winograd.h for the maths.
+ *
+ * Tiles: output tile (i, j) of an image covers outputs rows 2i..2i+1, columns 2j..2j+1 and reads
+ * the input patch rows 2i-1..2i+2, columns 2j-1..2j+2 (zero outside: padding 1, and the partial
+ * last tile of an odd size). Tile rows of all images are numbered r = img * th + i; a chunk is
+ * a run of whole tile rows, its tiles numbered t = (r - r0) * tw + j.
+ *
+ * Workspace: U [16][C_out][C_in], dU [16][C_out][C_in], X [16][C_in][T], Y [16][C_out][T]:
+ *   forward          X = V(in),            Y = M
+ *   backward weights X = V(in),            Y = A dY A^T        dU += Y[xi] x X[xi]^T
+ *   backward data    Y = V(d_out),         X = M' (d_in tiles) */
 #include "ops/winograd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/check.h"
+
+/* Channel counts from which Winograd beats im2col (measured: docs/performance.md). */
+#define WINO_MIN_CHANNELS 32
+/* Tiles per chunk: the GEMMs need a wide T to run at speed, the workspace 16*(C_in+C_out)*T
+ * floats should stay in the last-level cache (measured: docs/performance.md). */
+#define WINO_CHUNK_TILES 1024
+/* Tiles per block of the transform loops (the SIMD lanes run over the tiles of a row). */
+#define JB 32
+
+static const float zeros[2 * JB + 2];
+
+struct wino {
+    int n, c, m, h, w; /* batch, C_in, C_out, H = H_out, W = W_out */
+    int th, tw;        /* tiles per column and per row of an image */
+    long rows;         /* tile rows in the batch: n * th */
+    int chunk_rows;    /* tile rows per chunk */
+    size_t tiles;      /* tiles per full chunk: chunk_rows * tw */
+};
+
+static int chunk_tiles(void)
+{
+    static int cached = 0;
+    if (cached == 0) {
+        const char *e = getenv("PTL_WINO_TILES"); /* TUNING ONLY, removed before shipping */
+        int v = e ? atoi(e) : 0;
+        cached = v > 0 ? v : WINO_CHUNK_TILES;
+    }
+    return cached;
+}
+
+static int min_channels(void)
+{
+    static int cached = 0;
+    if (cached == 0) {
+        const char *e = getenv("PTL_WINO_MINC"); /* TUNING ONLY, removed before shipping */
+        int v = e ? atoi(e) : 0;
+        cached = v > 0 ? v : WINO_MIN_CHANNELS;
+    }
+    return cached;
+}
+
+static void wino_make(const struct ptl_conv2d_shape *s, struct wino *g)
+{
+    g->n = s->n;
+    g->c = s->c_in;
+    g->m = s->c_out;
+    g->h = s->h;
+    g->w = s->w;
+    g->th = (s->h + 1) / 2;
+    g->tw = (s->w + 1) / 2;
+    g->rows = (long)s->n * g->th;
+    long cr = chunk_tiles() / g->tw;
+    if (cr < 1)
+        cr = 1;
+    if (cr > g->rows)
+        cr = g->rows;
+    g->chunk_rows = (int)cr;
+    g->tiles = (size_t)cr * g->tw;
+}
+
+int ptl__winograd_applies(const struct ptl_conv2d_shape *s)
+{
+    const char *off = getenv("PTL_WINO_OFF"); /* TUNING ONLY */
+    if (off && *off == '1')
+        return 0;
+    return s->kh == 3 && s->kw == 3 && s->stride_h == 1 && s->stride_w == 1 && s->pad_h == 1 &&
+           s->pad_w == 1 && s->c_in >= min_channels() && s->c_out >= min_channels();
+}
+
+size_t ptl__winograd_workspace_floats(const struct ptl_conv2d_shape *s)
+{
+    struct wino g;
+    wino_make(s, &g);
+    return 32 * (size_t)g.m * g.c + 16 * g.tiles * ((size_t)g.c + g.m);
+}
+
+/* ---- transforms ---- */
+
+/* v [16][cc][rows*tw] = B^T d B of the 4x4 input patches of tile rows r0..r0+rows of x
+ * (N, cc, H, W). B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], applied to rows, then columns. */
+static void input_tiles(float *v, const float *x, int cc, const struct wino *g, long r0, int rows)
+{
+    const int h = g->h, w = g->w, th = g->th, tw = g->tw;
+    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld, plane = (size_t)h * w;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)cc * ld * 16 >= PTL_OMP_MIN_ELEMENTS)
+    for (int ch = 0; ch < cc; ch++) {
+        for (int rr = 0; rr < rows; rr++) {
+            long r = r0 + rr;
+            int img = (int)(r / th), i = (int)(r % th);
+            const float *p = x + ((size_t)img * cc + ch) * plane; /* (H, W) */
+            const float *src[4];
+            for (int k = 0; k < 4; k++) {
+                int y = 2 * i - 1 + k;
+                src[k] = y >= 0 && y < h ? p + (size_t)y * w : NULL;
+            }
+            float *dst = v + (size_t)ch * ld + (size_t)rr * tw;
+            for (int j0 = 0; j0 < tw; j0 += JB) {
+                int nj = tw - j0 < JB ? tw - j0 : JB;
+                int ncol = 2 * nj + 2, col0 = 2 * j0 - 1; /* input column of d[.][0] */
+                int lo = col0 < 0 ? -col0 : 0, hi = w - col0 < ncol ? w - col0 : ncol;
+                /* Rows above/below the image and columns beyond it read zeros. */
+                const float *rp[4];
+                int off[4];
+                for (int k = 0; k < 4; k++) {
+                    rp[k] = src[k] ? src[k] : zeros;
+                    off[k] = src[k] ? col0 : 0;
+                }
+                float t[4][2 * JB + 2];
+                for (int q = 0; q < lo; q++)
+                    t[0][q] = t[1][q] = t[2][q] = t[3][q] = 0.0f;
+#pragma omp simd
+                for (int q = lo; q < hi; q++) {
+                    float d0 = rp[0][off[0] + q], d1 = rp[1][off[1] + q];
+                    float d2 = rp[2][off[2] + q], d3 = rp[3][off[3] + q];
+                    t[0][q] = d0 - d2;
+                    t[1][q] = d1 + d2;
+                    t[2][q] = d2 - d1;
+                    t[3][q] = d1 - d3;
+                }
+                for (int q = hi; q < ncol; q++)
+                    t[0][q] = t[1][q] = t[2][q] = t[3][q] = 0.0f;
+                for (int a = 0; a < 4; a++) {
+                    const float *e = t[a];
+                    float *o0 = dst + (size_t)(4 * a) * xs + j0, *o1 = o0 + xs, *o2 = o1 + xs,
+                          *o3 = o2 + xs;
+#pragma omp simd
+                    for (int j = 0; j < nj; j++) {
+                        float e0 = e[2 * j], e1 = e[2 * j + 1], e2 = e[2 * j + 2],
+                              e3 = e[2 * j + 3];
+                        o0[j] = e0 - e2;
+                        o1[j] = e1 + e2;
+                        o2[j] = e2 - e1;
+                        o3[j] = e1 - e3;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* v [16][cc][rows*tw] = A dY A^T of the 2x2 blocks of dy (N, cc, H, W) (zero beyond the
+ * image), the adjoint of the output transform. A = [1 0; 1 1; 1 -1; 0 -1]. */
+static void dout_tiles(float *v, const float *dy, int cc, const struct wino *g, long r0, int rows)
+{
+    const int h = g->h, w = g->w, th = g->th, tw = g->tw;
+    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld, plane = (size_t)h * w;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)cc * ld * 16 >= PTL_OMP_MIN_ELEMENTS)
+    for (int ch = 0; ch < cc; ch++) {
+        for (int rr = 0; rr < rows; rr++) {
+            long r = r0 + rr;
+            int img = (int)(r / th), i = (int)(r % th);
+            const float *p = dy + ((size_t)img * cc + ch) * plane;
+            const float *src[2] = {p + (size_t)(2 * i) * w,
+                                   2 * i + 1 < h ? p + (size_t)(2 * i + 1) * w : NULL};
+            float *dst = v + (size_t)ch * ld + (size_t)rr * tw;
+            for (int j0 = 0; j0 < tw; j0 += JB) {
+                int nj = tw - j0 < JB ? tw - j0 : JB;
+                int ncol = 2 * nj, col0 = 2 * j0;
+                int hi = w - col0 < ncol ? w - col0 : ncol;
+                float e[2][2 * JB], u[4][2 * JB];
+                for (int k = 0; k < 2; k++) {
+                    int q = 0;
+                    if (src[k])
+                        for (; q < hi; q++)
+                            e[k][q] = src[k][col0 + q];
+                    for (; q < ncol; q++)
+                        e[k][q] = 0.0f;
+                }
+#pragma omp simd
+                for (int q = 0; q < ncol; q++) {
+                    u[0][q] = e[0][q];
+                    u[1][q] = e[0][q] + e[1][q];
+                    u[2][q] = e[0][q] - e[1][q];
+                    u[3][q] = -e[1][q];
+                }
+                for (int a = 0; a < 4; a++) {
+                    const float *f = u[a];
+                    float *o0 = dst + (size_t)(4 * a) * xs + j0, *o1 = o0 + xs, *o2 = o1 + xs,
+                          *o3 = o2 + xs;
+#pragma omp simd
+                    for (int j = 0; j < nj; j++) {
+                        float f0 = f[2 * j], f1 = f[2 * j + 1];
+                        o0[j] = f0;
+                        o1[j] = f0 + f1;
+                        o2[j] = f0 - f1;
+                        o3[j] = -f1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* y (N, cc, H, W) = (or += when accumulate) A^T m A (+ bias) for the tiles of tile rows
+ * r0..r0+rows, m [16][cc][rows*tw]. A^T = [1 1 1 0; 0 1 -1 -1]. */
+static void output_tiles(float *y, const float *mm, const float *bias, int accumulate, int cc,
+                         const struct wino *g, long r0, int rows)
+{
+    const int h = g->h, w = g->w, th = g->th, tw = g->tw;
+    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld, plane = (size_t)h * w;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)cc * ld * 16 >= PTL_OMP_MIN_ELEMENTS)
+    for (int ch = 0; ch < cc; ch++) {
+        for (int rr = 0; rr < rows; rr++) {
+            long r = r0 + rr;
+            int img = (int)(r / th), i = (int)(r % th);
+            float *p = y + ((size_t)img * cc + ch) * plane;
+            float *dst[2] = {p + (size_t)(2 * i) * w,
+                             2 * i + 1 < h ? p + (size_t)(2 * i + 1) * w : NULL};
+            const float *src = mm + (size_t)ch * ld + (size_t)rr * tw;
+            const float b = bias ? bias[ch] : 0.0f;
+            for (int j0 = 0; j0 < tw; j0 += JB) {
+                int nj = tw - j0 < JB ? tw - j0 : JB;
+                const float *q[16];
+                for (int k = 0; k < 16; k++)
+                    q[k] = src + k * xs + j0;
+                /* tiles j < nfull have both output columns inside the image */
+                int nfull = (w - 2 * j0) / 2 < nj ? (w - 2 * j0) / 2 : nj;
+                float *y0 = dst[0] + 2 * j0, *y1 = dst[1] ? dst[1] + 2 * j0 : NULL;
+                for (int j = 0; j < nj; j++) {
+                }
+/* u [16][m][c] = G g G^T for every kernel g of weight (m, c, 3, 3).
+ * G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
+static void weight_tiles(float *u, const float *weight, int m, int c)
+{
+    const size_t mc = (size_t)m * c;
+#pragma omp parallel for schedule(static) if (mc * 16 >= PTL_OMP_MIN_ELEMENTS)
+    for (size_t idx = 0; idx < mc; idx++) {
+        const float *k = weight + idx * 9; /* (3, 3) */
+        float t[4][3];
+        for (int col = 0; col < 3; col++) {
+            float g0 = k[col], g1 = k[3 + col], g2 = k[6 + col];
+            t[0][col] = g0;
+            t[1][col] = 0.5f * (g0 + g1 + g2);
+            t[2][col] = 0.5f * (g0 - g1 + g2);
+            t[3][col] = g2;
+        }
+        for (int a = 0; a < 4; a++) {
+            u[(4 * a + 0) * mc + idx] = t[a][0];
+            u[(4 * a + 1) * mc + idx] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
+            u[(4 * a + 2) * mc + idx] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
+            u[(4 * a + 3) * mc + idx] = t[a][2];
+        }
+    }
+}
+
+/* d_weight (m, c, 3, 3) += G^T dU G, the adjoint of weight_tiles. */
+static void weight_grad(float *d_weight, const float *du, int m, int c)
+{
+    const size_t mc = (size_t)m * c;
+#pragma omp parallel for schedule(static) if (mc * 16 >= PTL_OMP_MIN_ELEMENTS)
+    for (size_t idx = 0; idx < mc; idx++) {
+        float s[3][4]; /* G^T dU */
+        for (int b = 0; b < 4; b++) {
+            float d0 = du[(0 + b) * mc + idx], d1 = du[(4 + b) * mc + idx];
+            float d2 = du[(8 + b) * mc + idx], d3 = du[(12 + b) * mc + idx];
+            s[0][b] = d0 + 0.5f * (d1 + d2);
+            s[1][b] = 0.5f * (d1 - d2);
+            s[2][b] = 0.5f * (d1 + d2) + d3;
+        }
+        float *k = d_weight + idx * 9;
+        for (int a = 0; a < 3; a++) {
+            k[3 * a + 0] += s[a][0] + 0.5f * (s[a][1] + s[a][2]);
+            k[3 * a + 1] += 0.5f * (s[a][1] - s[a][2]);
+            k[3 * a + 2] += 0.5f * (s[a][1] + s[a][2]) + s[a][3];
+        }
+    }
+}
+
+/* ---- forward and backward ---- */
+
+int ptl__winograd_forward(float *out, const float *in, const float *weight, const float *bias,
+                          const struct ptl_conv2d_shape *s, float *workspace)
+{
+    struct wino g;
+    wino_make(s, &g);
+    const int m = g.m, c = g.c;
+    const size_t mc = (size_t)m * c;
+    float *u = workspace, *x = u + 32 * mc, *y = x + 16 * g.tiles * c;
+    weight_tiles(u, weight, m, c);
+    for (long r0 = 0; r0 < g.rows; r0 += g.chunk_rows) {
+        int rows = g.rows - r0 < g.chunk_rows ? (int)(g.rows - r0) : g.chunk_rows;
+        int t = rows * g.tw;
+        input_tiles(x, in, c, &g, r0, rows);
+        for (int xi = 0; xi < 16; xi++) {
+            int rc = ptl_sgemm(0, 0, m, t, c, 1.0f, u + xi * mc, c, x + (size_t)xi * c * t, t,
+                               0.0f, y + (size_t)xi * m * t, t);
+            if (rc)
+                return rc;
+        }
+        output_tiles(out, y, bias, 0, m, &g, r0, rows);
+    }
+    return PTL_OK;
+}
+
+int ptl__winograd_backward(float *d_in, float *d_weight, const float *d_out, const float *in,
+                           const float *weight, const struct ptl_conv2d_shape *s,
+                           float *workspace)
+{
+    /* The 180-degree turned kernel in the transformed domain: G J = P G with P swapping rows
+     * 0 and 3, so U'[a][b] = U[p(a)][p(b)]. */
+    static const int turn[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
+    struct wino g;
+    wino_make(s, &g);
+    const int m = g.m, c = g.c;
+    const size_t mc = (size_t)m * c;
+    float *u = workspace, *du = u + 16 * mc, *x = du + 16 * mc, *y = x + 16 * g.tiles * c;
+    if (d_in)
+        weight_tiles(u, weight, m, c);
+    for (long r0 = 0; r0 < g.rows; r0 += g.chunk_rows) {
+        int rows = g.rows - r0 < g.chunk_rows ? (int)(g.rows - r0) : g.chunk_rows;
+        int t = rows * g.tw;
+        if (d_weight) {
+            input_tiles(x, in, c, &g, r0, rows);
+            dout_tiles(y, d_out, m, &g, r0, rows);
+            for (int xi = 0; xi < 16; xi++) {
+                /* dU[xi] (m, c) (+)= dYt[xi] (m, t) x V[xi]^T (t, c) */
+                int rc = ptl_sgemm(0, 1, m, c, t, 1.0f, y + (size_t)xi * m * t, t,
+                                   x + (size_t)xi * c * t, t, r0 == 0 ? 0.0f : 1.0f,
+                                   du + xi * mc, c);
+                if (rc)
+                    return rc;
+            }
+        }
+        if (d_in) {
+            input_tiles(y, d_out, m, &g, r0, rows);
+            for (int xi = 0; xi < 16; xi++) {
+                /* M'[xi] (c, t) = U'[xi] (c, m) x V_dy[xi] (m, t), U' = U[turn]^T */
+                int rc = ptl_sgemm(1, 0, c, t, m, 1.0f, u + turn[xi] * mc, c,
+                                   y + (size_t)xi * m * t, t, 0.0f, x + (size_t)xi * c * t, t);
+                if (rc)
+                    return rc;
+            }
+            output_tiles(d_in, x, NULL, 1, c, &g, r0, rows);
+        }
+    }
+    if (d_weight)
+        weight_grad(d_weight, du, m, c);
+    return PTL_OK;
+}

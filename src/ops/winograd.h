@@ -1,4 +1,37 @@
-/* Internal: Winograd F(2x2, 3x3) convolution (placeholder, being written). */
+/* Winograd F(2x2, 3x3) convolution for 3x3, stride-1, pad-1 convs (groups 1, NCHW, fp32).
+ * Internal to libptl: conv2d.c calls it for the shapes ptl__winograd_applies() accepts, and
+ * keeps the public contracts (gradients accumulate, workspace bounded by a chunk of tiles).
+ *
+ * Each 2x2 block of outputs is one tile, computed from the 4x4 input patch around it:
+ *     Y = A^T [ (G g G^T) .* (B^T d B) ] A.
+ * Over a chunk of T tiles (tile rows of consecutive images) the 16 element-wise products
+ * become 16 GEMMs  M[xi] (C_out, T) = U[xi] (C_out, C_in) x V[xi] (C_in, T).
+ * Backward data is the same forward on d_out with the kernel turned by 180 degrees (an index
+ * permutation of U, transposed); backward weights sums dU[xi] += (A dY A^T)[xi] x V[xi]^T over
+ * all chunks and maps it back with d_weight += G^T dU G. */
 #ifndef PTL_OPS_WINOGRAD_H
 #define PTL_OPS_WINOGRAD_H
+
+#include <stddef.h>
+
+#include "ptl/ops.h"
+
+/* 1 when conv2d should take the Winograd path for this (already validated) shape: 3x3 kernel,
+ * stride 1, padding 1, and channel counts where it measured faster than im2col. */
+int ptl__winograd_applies(const struct ptl_conv2d_shape *s);
+
+/* Floats of scratch for forward and backward: one chunk of transformed tiles plus the
+ * transformed weights and their gradient. Does not grow with the batch. */
+size_t ptl__winograd_workspace_floats(const struct ptl_conv2d_shape *s);
+
+/* out (N, C_out, H, W) = conv(in) (+ bias when not NULL). The shape must satisfy
+ * ptl__winograd_applies(); buffers are not checked here (conv2d.c does). */
+int ptl__winograd_forward(float *out, const float *in, const float *weight, const float *bias,
+                          const struct ptl_conv2d_shape *s, float *workspace);
+
+/* d_in += dL/d_in and d_weight += dL/d_weight; either may be NULL (not both). No bias. */
+int ptl__winograd_backward(float *d_in, float *d_weight, const float *d_out, const float *in,
+                           const float *weight, const struct ptl_conv2d_shape *s,
+                           float *workspace);
+
 #endif

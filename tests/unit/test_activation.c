@@ -142,3 +142,39 @@ Test(activation, null_buffers_are_errors)
     cr_assert_eq(ptl_tanh_forward(NULL, a, 2), PTL_EINVAL);
     cr_assert_eq(ptl_relu_forward(b, a, 0), PTL_OK);
 }
+
+Test(activation, relu_backward_inplace_matches_out_of_place)
+{
+    enum { N = 40000 }; /* the threaded path too */
+    float *x = tc_alloc(N), *y = tc_alloc(N), *g = tc_alloc(N), *want = tc_alloc(N);
+    tc_fill(x, N, 21, -2.0f, 2.0f);
+    tc_fill(g, N, 22, -1.0f, 1.0f);
+    x[0] = 0.0f;
+    x[1] = NAN;
+    cr_assert_eq(ptl_relu_forward(y, x, N), PTL_OK);
+    memset(want, 0, N * sizeof *want);
+    cr_assert_eq(ptl_relu_backward(want, g, y, N), PTL_OK);
+    cr_assert_eq(ptl_relu_backward_inplace(g, y, N), PTL_OK);
+    cr_assert_eq(memcmp(g, want, N * sizeof *g), 0, "in-place ReLU backward differs");
+    cr_assert_eq(g[0], 0.0f, "no gradient at 0, as torch's threshold_backward");
+    free(x);
+    free(y);
+    free(g);
+    free(want);
+}
+
+/* The vectorised exp behind sigmoid (src/ops/vmath.h) scales in two halves to reach the
+ * subnormal range: check the whole tail, where sigmoid(x) ~ e^x is subnormal below -87.3. */
+Test(activation, sigmoid_subnormal_tail_against_double)
+{
+    enum { N = 2001 };
+    float x[N], y[N];
+    for (int i = 0; i < N; i++)
+        x[i] = -110.0f + 30.0f * (float)i / (N - 1);
+    cr_assert_eq(ptl_sigmoid_forward(y, x, N), PTL_OK);
+    for (int i = 0; i < N; i++) {
+        double want = exp((double)x[i]) / (1.0 + exp((double)x[i]));
+        cr_assert(fabs(y[i] - want) <= 1e-6 * want + 1e-45, "sigmoid(%.9g) = %.9g, want %.9g",
+                  (double)x[i], (double)y[i], want);
+    }
+}
