@@ -3,7 +3,10 @@
  * with PyTorch's exact semantics. Not for layer/group/instance norm.
  *
  * Per-channel sums run over N*HW elements, so they accumulate in double; the work is split over
- * channels, which keeps every sum on one thread and the result independent of the thread count. */
+ * channels, which keeps every sum on one thread and the result independent of the thread count.
+ * The per-element maps (normalise, input gradient) run in float with float coefficients, as
+ * PyTorch's CPU kernels do. Every row loop is an `omp simd` loop: the sums vectorise as double
+ * lanes (the reduction order changes, not the precision), the maps as float lanes. */
 #include <math.h>
 
 #include "ops/check.h"
@@ -32,26 +35,79 @@ static inline size_t at(const struct ptl_batchnorm_shape *s, int i, int ch)
     return ((size_t)i * s->c + ch) * s->hw;
 }
 
+/* ---- one row (one sample's plane of one channel, hw floats) ---- */
+
+static double row_sum(const float *x, int hw)
+{
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (int j = 0; j < hw; j++)
+        acc += x[j];
+    return acc;
+}
+
+static double row_sqdev(const float *x, int hw, double mean)
+{
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (int j = 0; j < hw; j++) {
+        double d = x[j] - mean;
+        acc += d * d;
+    }
+    return acc;
+}
+
+/* sum(dy) and sum(dy * (x - mean)) of one row, added to *sdy and *sdot. */
+static void row_dy_dot(const float *dy, const float *x, int hw, double mean, double *sdy,
+                       double *sdot)
+{
+    double a = 0.0, b = 0.0;
+#pragma omp simd reduction(+ : a, b)
+    for (int j = 0; j < hw; j++) {
+        a += dy[j];
+        b += dy[j] * (x[j] - mean);
+    }
+    *sdy += a;
+    *sdot += b;
+}
+
+/* y = (x - mean) * k + b */
+static void row_affine(float *y, const float *x, int hw, float mean, float k, float b)
+{
+#pragma omp simd
+    for (int j = 0; j < hw; j++)
+        y[j] = (x[j] - mean) * k + b;
+}
+
+/* dx += (dy - dy_mean - (x - mean) * proj) * k: the input gradient under batch statistics. */
+static void row_dx(float *dx, const float *dy, const float *x, int hw, float dy_mean, float mean,
+                   float proj, float k)
+{
+#pragma omp simd
+    for (int j = 0; j < hw; j++)
+        dx[j] += (dy[j] - dy_mean - (x[j] - mean) * proj) * k;
+}
+
+/* row_dx in double, for channels of few values (BN_EXACT_STATS_MAX_COUNT below). */
+static void row_dx_exact(float *dx, const float *dy, const float *x, int hw, double dy_mean,
+                         double mean, double proj, double k)
+{
+    for (int j = 0; j < hw; j++)
+        dx[j] += (float)((dy[j] - dy_mean - (x[j] - mean) * proj) * k);
+}
+
 /* Mean and sum of squared deviations of channel ch, in double. Two passes rather than
  * E[x^2] - E[x]^2, which cancels catastrophically when |mean| >> std. */
 static void channel_stats(const struct ptl_batchnorm_shape *s, const float *in, int ch,
                           double *mean_out, double *sq_out)
 {
     double sum = 0.0;
-    for (int i = 0; i < s->n; i++) {
-        const float *x = in + at(s, i, ch); /* (HW) */
-        for (int j = 0; j < s->hw; j++)
-            sum += x[j];
-    }
+    for (int i = 0; i < s->n; i++)
+        sum += row_sum(in + at(s, i, ch), s->hw);
     const double mean = sum / ((double)s->n * s->hw);
     double sq = 0.0;
-    for (int i = 0; i < s->n; i++) {
-        const float *x = in + at(s, i, ch);
-        for (int j = 0; j < s->hw; j++) {
-            double d = x[j] - mean;
-            sq += d * d;
-        }
-    }
+    for (int i = 0; i < s->n; i++)
+        sq += row_sqdev(in + at(s, i, ch), s->hw, mean);
     *mean_out = mean;
     *sq_out = sq;
 }
@@ -90,12 +146,9 @@ int ptl_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd
         const double var = sq / count; /* biased: what normalises */
         const double invstd = 1.0 / sqrt(var + s->eps);
         const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *x = in + at(s, i, ch);
-            float *y = out + at(s, i, ch);
-            for (int j = 0; j < hw; j++)
-                y[j] = (float)((x[j] - mean) * invstd * g + b);
-        }
+        for (int i = 0; i < n; i++)
+            row_affine(out + at(s, i, ch), in + at(s, i, ch), hw, (float)mean,
+                       (float)(invstd * g), (float)b);
         save_mean[ch] = (float)mean;
         save_invstd[ch] = (float)invstd;
         /* The running variance is the unbiased one, as in PyTorch. */
@@ -135,13 +188,8 @@ int ptl_batchnorm_backward_train(float *d_in, float *d_gamma, float *d_beta, con
             invstd = 1.0 / sqrt(sq / count + s->eps);
         }
         double sum_dy = 0.0, dot = 0.0; /* sum(dy), sum(dy * (x - mean)) */
-        for (int i = 0; i < n; i++) {
-            const float *x = in + at(s, i, ch), *dy = d_out + at(s, i, ch);
-            for (int j = 0; j < hw; j++) {
-                sum_dy += dy[j];
-                dot += dy[j] * (x[j] - mean);
-            }
-        }
+        for (int i = 0; i < n; i++)
+            row_dy_dot(d_out + at(s, i, ch), in + at(s, i, ch), hw, mean, &sum_dy, &dot);
         if (d_gamma != NULL)
             d_gamma[ch] += (float)(dot * invstd);
         if (d_beta != NULL)
@@ -153,12 +201,14 @@ int ptl_batchnorm_backward_train(float *d_in, float *d_gamma, float *d_beta, con
         const double grad_mean = sum_dy / count;
         const double proj = dot * invstd * invstd / count;
         const double scale = invstd * (gamma ? gamma[ch] : 1.0);
-        for (int i = 0; i < n; i++) {
-            const float *x = in + at(s, i, ch), *dy = d_out + at(s, i, ch);
-            float *dx = d_in + at(s, i, ch);
-            for (int j = 0; j < hw; j++)
-                dx[j] += (float)((dy[j] - grad_mean - (x[j] - mean) * proj) * scale);
-        }
+        /* The near-cancellation of few values (above) needs the map in double too. */
+        for (int i = 0; i < n; i++)
+            if (count > BN_EXACT_STATS_MAX_COUNT)
+                row_dx(d_in + at(s, i, ch), d_out + at(s, i, ch), in + at(s, i, ch), hw,
+                       (float)grad_mean, (float)mean, (float)proj, (float)scale);
+            else
+                row_dx_exact(d_in + at(s, i, ch), d_out + at(s, i, ch), in + at(s, i, ch), hw,
+                             grad_mean, mean, proj, scale);
     }
     return PTL_OK;
 }
@@ -182,12 +232,9 @@ int ptl_batchnorm_forward_eval(float *out, const float *in, const float *gamma, 
         const double invstd = 1.0 / sqrt((double)running_var[ch] + s->eps);
         const double mean = running_mean[ch];
         const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *x = in + at(s, i, ch);
-            float *y = out + at(s, i, ch);
-            for (int j = 0; j < hw; j++)
-                y[j] = (float)((x[j] - mean) * invstd * g + b);
-        }
+        for (int i = 0; i < n; i++)
+            row_affine(out + at(s, i, ch), in + at(s, i, ch), hw, (float)mean,
+                       (float)(invstd * g), (float)b);
     }
     return PTL_OK;
 }
@@ -213,13 +260,8 @@ int ptl_batchnorm_backward_eval(float *d_in, float *d_gamma, float *d_beta, cons
         const double mean = running_mean[ch];
         if (d_gamma != NULL || d_beta != NULL) {
             double sum_dy = 0.0, dot = 0.0;
-            for (int i = 0; i < n; i++) {
-                const float *x = in + at(s, i, ch), *dy = d_out + at(s, i, ch);
-                for (int j = 0; j < hw; j++) {
-                    sum_dy += dy[j];
-                    dot += dy[j] * (x[j] - mean);
-                }
-            }
+            for (int i = 0; i < n; i++)
+                row_dy_dot(d_out + at(s, i, ch), in + at(s, i, ch), hw, mean, &sum_dy, &dot);
             if (d_gamma != NULL)
                 d_gamma[ch] += (float)(dot * invstd);
             if (d_beta != NULL)
@@ -231,6 +273,7 @@ int ptl_batchnorm_backward_eval(float *d_in, float *d_gamma, float *d_beta, cons
         for (int i = 0; i < n; i++) {
             const float *dy = d_out + at(s, i, ch);
             float *dx = d_in + at(s, i, ch);
+#pragma omp simd
             for (int j = 0; j < hw; j++)
                 dx[j] += dy[j] * scale;
         }
@@ -256,11 +299,8 @@ int ptl_batchnorm_split_sum(double *sum, const float *in, const struct ptl_batch
 #pragma omp parallel for if (big(s))
     for (int ch = 0; ch < s->c; ch++) {
         double acc = 0.0;
-        for (int i = 0; i < s->n; i++) {
-            const float *x = in + at(s, i, ch);
-            for (int j = 0; j < s->hw; j++)
-                acc += x[j];
-        }
+        for (int i = 0; i < s->n; i++)
+            acc += row_sum(in + at(s, i, ch), s->hw);
         sum[ch] = acc;
     }
     return PTL_OK;
@@ -278,15 +318,9 @@ int ptl_batchnorm_split_sqdev(double *sq, const float *in, const double *mean,
     PTL_CHECK_PTR(op, mean);
 #pragma omp parallel for if (big(s))
     for (int ch = 0; ch < s->c; ch++) {
-        const double m = mean[ch];
         double acc = 0.0;
-        for (int i = 0; i < s->n; i++) {
-            const float *x = in + at(s, i, ch);
-            for (int j = 0; j < s->hw; j++) {
-                double d = x[j] - m;
-                acc += d * d;
-            }
-        }
+        for (int i = 0; i < s->n; i++)
+            acc += row_sqdev(in + at(s, i, ch), s->hw, mean[ch]);
         sq[ch] = acc;
     }
     return PTL_OK;
@@ -328,12 +362,9 @@ int ptl_batchnorm_split_forward(float *out, double *invstd, float *running_mean,
         const double mu = mean[ch];
         const double is = 1.0 / sqrt(sq[ch] / count + s->eps); /* biased variance normalises */
         const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *x = in + at(s, i, ch);
-            float *y = out + at(s, i, ch);
-            for (int j = 0; j < hw; j++)
-                y[j] = (float)((x[j] - mu) * is * g + b);
-        }
+        for (int i = 0; i < n; i++)
+            row_affine(out + at(s, i, ch), in + at(s, i, ch), hw, (float)mu, (float)(is * g),
+                       (float)b);
         invstd[ch] = is;
         /* Every process applies the same global update, so the running statistics stay
          * identical on all of them (unbiased variance over the global count, as in PyTorch). */
@@ -362,15 +393,9 @@ int ptl_batchnorm_split_backward_sums(double *sum_dy, double *dot, float *d_gamm
     PTL_CHECK_PTR(op, invstd);
 #pragma omp parallel for if (big(s))
     for (int ch = 0; ch < s->c; ch++) {
-        const double mu = mean[ch];
         double sdy = 0.0, sdot = 0.0;
-        for (int i = 0; i < s->n; i++) {
-            const float *x = in + at(s, i, ch), *dy = d_out + at(s, i, ch);
-            for (int j = 0; j < s->hw; j++) {
-                sdy += dy[j];
-                sdot += dy[j] * (x[j] - mu);
-            }
-        }
+        for (int i = 0; i < s->n; i++)
+            row_dy_dot(d_out + at(s, i, ch), in + at(s, i, ch), s->hw, mean[ch], &sdy, &sdot);
         sum_dy[ch] = sdy;
         dot[ch] = sdot;
         /* This process's share: the gradient averaging over processes adds the rest. */
@@ -409,12 +434,13 @@ int ptl_batchnorm_split_backward_input(float *d_in, const float *d_out, const fl
         const double grad_mean = sum_dy[ch] / count;
         const double proj = dot[ch] * is * is / count;
         const double scale = is * (gamma ? gamma[ch] : 1.0);
-        for (int i = 0; i < s->n; i++) {
-            const float *x = in + at(s, i, ch), *dy = d_out + at(s, i, ch);
-            float *dx = d_in + at(s, i, ch);
-            for (int j = 0; j < s->hw; j++)
-                dx[j] += (float)((dy[j] - grad_mean - (x[j] - mu) * proj) * scale);
-        }
+        for (int i = 0; i < s->n; i++) /* as backward_train: few values need double */
+            if (count > BN_EXACT_STATS_MAX_COUNT)
+                row_dx(d_in + at(s, i, ch), d_out + at(s, i, ch), in + at(s, i, ch), s->hw,
+                       (float)grad_mean, (float)mu, (float)proj, (float)scale);
+            else
+                row_dx_exact(d_in + at(s, i, ch), d_out + at(s, i, ch), in + at(s, i, ch),
+                             s->hw, grad_mean, mu, proj, scale);
     }
     return PTL_OK;
 }

@@ -19,16 +19,28 @@ int ptl_sgd_step(float *params, const float *grads, float *buf, size_t n, const 
     PTL_CHECK(o->momentum == 0 || buf != NULL, "sgd: momentum needs a buffer");
     const float lr = o->lr, mu = o->momentum, wd = o->weight_decay, damp = 1.0f - o->dampening;
     const int first = step_count == 0;
-#pragma omp parallel for if (n >= PTL_OMP_MIN_ELEMENTS)
-    for (size_t i = 0; i < n; i++) {
-        float g = grads[i] + wd * params[i];
-        float d = g;
-        if (mu != 0) {
-            float b = first ? g : mu * buf[i] + damp * g;
-            buf[i] = b;
-            d = o->nesterov ? g + mu * b : b;
+    const int nesterov = o->nesterov;
+    const long long len = (long long)n;
+    /* One loop per case, so each is a branch-free SIMD loop (the flags are loop-invariant). */
+    if (mu == 0) {
+#pragma omp parallel for simd if (n >= PTL_OMP_MIN_ELEMENTS)
+        for (long long i = 0; i < len; i++)
+            params[i] -= lr * (grads[i] + wd * params[i]);
+    } else if (first) { /* torch.optim.SGD starts the buffer at the first gradient */
+#pragma omp parallel for simd if (n >= PTL_OMP_MIN_ELEMENTS)
+        for (long long i = 0; i < len; i++) {
+            float g = grads[i] + wd * params[i];
+            buf[i] = g;
+            params[i] -= lr * (nesterov ? g + mu * g : g);
         }
-        params[i] -= lr * d;
+    } else {
+#pragma omp parallel for simd if (n >= PTL_OMP_MIN_ELEMENTS)
+        for (long long i = 0; i < len; i++) {
+            float g = grads[i] + wd * params[i];
+            float b = mu * buf[i] + damp * g;
+            buf[i] = b;
+            params[i] -= lr * (nesterov ? g + mu * b : b);
+        }
     }
     return 0;
 }
