@@ -38,6 +38,21 @@ expect 0 "$ptl" bench ops --layer 2,3,9,9,4,3,2,1 --reps 1 --warmup 0 --threads 
 expect 0 "$ptl" bench ops --help
 grep_out "\-\-layer"
 
+# A real training step with its profile: every node is timed, and the per-kind rows add up.
+expect 0 "$ptl" bench step --arch ptl-resnet18-small --input 3x32x32 --batch 4 --classes 10 \
+    --steps 2 --warmup 1 --threads 1 --profile
+grep_out "images/s"
+grep_out "by op kind"
+grep_out "^bconv-cell "
+grep_out "^conv2d "
+grep_out "slowest 15 nodes"
+awk '/by op kind/ {on = 1; next} on && /^all nodes/ {all = $4; exit}
+     on && NF == 6 && $2 ~ /^[0-9]+$/ {sum += $5; nodes += $2}
+     END {if (all == "" || sum < all * 0.99 || sum > all * 1.01 + 0.02) exit 1}' "$out" ||
+    fail "profile rows do not add up to the 'all nodes' total: $(head -c 600 "$out")"
+expect 64 "$ptl" bench step --arch resnet18 --profile=yes
+grep_err "profile"
+
 # Bad input: one clear line naming the culprit, exit 64, never a crash.
 expect 64 "$ptl" bench ops --layer 2,3,9
 grep_err "\-\-layer"
