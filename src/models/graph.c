@@ -210,6 +210,8 @@ int graph_finish(struct ptl_model *m)
     return PTL_OK;
 }
 
+#define GRAD_ZERO_FIRST (-2) /* zero_at of the model outputs: before anything else */
+
 /* Whether a ReLU may overwrite its input tensor t (as PyTorch's inplace ReLU does): nothing else
  * reads t, t is not a model output, and t's producer does not need its own output in backward
  * (conv, batchnorm, add, concat and linear read their inputs and saved state only). Saves a
@@ -231,6 +233,40 @@ static int relu_can_share(const struct ptl_model *m, const struct ptl_node *relu
         for (int j = 0; j < m->nodes[i].n_in; j++)
             readers += m->nodes[i].in[j] == t;
     return readers == 1;
+}
+
+/* When backward zeroes each gradient storage: right before the first node (in backward order)
+ * that touches it, so the zeroes are still in cache when that node accumulates into them,
+ * instead of one memset of the whole arena up front. A storage (a tensor and the in-place
+ * ReLU outputs sharing it) is touched by the nodes reading any of its tensors and by their
+ * producers; the highest index runs first. Model outputs are zeroed up front, before the output
+ * gradients are added. */
+static void plan_grad_zeroing(struct ptl_model *m)
+{
+    for (int t = 0; t < m->n_tensors; t++)
+        m->zero_at[t] = -1;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const struct ptl_node *node = &m->nodes[i];
+        for (int j = -1; j < node->n_in; j++) {
+            int t = j < 0 ? node->out : node->in[j];
+            int root = m->tensors[t].shares >= 0 ? m->tensors[t].shares : t;
+            if (i > m->zero_at[root])
+                m->zero_at[root] = i;
+        }
+    }
+    for (int o = 0; o < m->n_outputs; o++) {
+        int t = m->outputs[o].tensor;
+        m->zero_at[m->tensors[t].shares >= 0 ? m->tensors[t].shares : t] = GRAD_ZERO_FIRST;
+    }
+}
+
+/* Zeroes the gradient storages whose zero_at is `when`. */
+static void zero_grads(struct ptl_model *m, int when)
+{
+    for (int t = 0; t < m->n_tensors; t++)
+        if (m->zero_at[t] == when && m->tensors[t].shares < 0)
+            memset(m->act_grad + m->tensors[t].offset, 0,
+                   (size_t)m->batch * graph_numel(m, t) * sizeof(float));
 }
 
 /* Lays out the arenas for a batch of n (only when n changes). */
@@ -268,15 +304,18 @@ static int graph_plan(struct ptl_model *m, int n)
     free(m->workspace);
     m->act = malloc(act * sizeof(float));
     m->act_grad = malloc(act * sizeof(float));
+    free(m->zero_at);
+    m->zero_at = malloc((size_t)m->n_tensors * sizeof *m->zero_at);
     m->saved = malloc((saved ? saved : 1) * sizeof(float));
     m->workspace = malloc((work ? work : 1) * sizeof(float));
-    if (!m->act || !m->act_grad || !m->saved || !m->workspace) {
+    if (!m->act || !m->act_grad || !m->saved || !m->workspace || !m->zero_at) {
         m->batch = 0;
         return ptl_error(PTL_ENOMEM, "%s: out of memory for a batch of %d (%.1f MiB of activations)",
                          m->arch, n, 2.0 * act * sizeof(float) / 1048576.0);
     }
     m->act_floats = act;
     m->workspace_floats = work;
+    plan_grad_zeroing(m);
     size_t off = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         struct ptl_node *node = &m->nodes[i];
@@ -399,7 +438,7 @@ int ptl_model_backward(struct ptl_model *m, const float *const *d_outputs, float
     if (m->act == NULL || !m->last_train)
         return ptl_error(PTL_EINVAL, "%s: backward needs a training-mode forward first", m->arch);
     int n = m->batch;
-    memset(m->act_grad, 0, m->act_floats * sizeof(float));
+    zero_grads(m, GRAD_ZERO_FIRST);
     for (int i = 0; i < m->n_outputs; i++) {
         if (d_outputs[i] == NULL)
             continue;
@@ -415,6 +454,7 @@ int ptl_model_backward(struct ptl_model *m, const float *const *d_outputs, float
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         struct ptl_node *node = &m->nodes[i];
         double t0 = m->prof ? graph_clock() : 0;
+        zero_grads(m, i);
         int rc = node->ops->backward(m, node);
         if (m->prof)
             m->prof[2 * i + 1] += graph_clock() - t0;
@@ -473,6 +513,7 @@ void ptl_model_free(struct ptl_model *m)
     free(m->workspace);
     free(m->final_node);
     free(m->prof);
+    free(m->zero_at);
     free(m);
 }
 

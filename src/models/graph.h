@@ -100,6 +100,8 @@ struct ptl_model {
     /* Batch-dependent storage, laid out by graph_plan(). */
     int batch;
     float *act, *act_grad;      /* activation arena and its gradient */
+    int *zero_at;               /* per tensor: before which node's backward its gradient
+                                   storage is zeroed (graph.c, plan_grad_zeroing) */
     size_t act_floats;
     float *saved;               /* per-node saved storage */
     float *workspace;

@@ -88,6 +88,13 @@ static void row_dx(float *dx, const float *dy, const float *x, int hw, float dy_
         dx[j] += (dy[j] - dy_mean - (x[j] - mean) * proj) * k;
 }
 
+/* row_affine in double, for channels of few values (BN_EXACT_STATS_MAX_COUNT below). */
+static void row_affine_exact(float *y, const float *x, int hw, double mean, double k, double b)
+{
+    for (int j = 0; j < hw; j++)
+        y[j] = (float)((x[j] - mean) * k + b);
+}
+
 /* row_dx in double, for channels of few values (BN_EXACT_STATS_MAX_COUNT below). */
 static void row_dx_exact(float *dx, const float *dy, const float *x, int hw, double dy_mean,
                          double mean, double proj, double k)
@@ -147,8 +154,11 @@ int ptl_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd
         const double invstd = 1.0 / sqrt(var + s->eps);
         const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
         for (int i = 0; i < n; i++)
-            row_affine(out + at(s, i, ch), in + at(s, i, ch), hw, (float)mean,
-                       (float)(invstd * g), (float)b);
+            if (count > BN_EXACT_STATS_MAX_COUNT)
+                row_affine(out + at(s, i, ch), in + at(s, i, ch), hw, (float)mean,
+                           (float)(invstd * g), (float)b);
+            else
+                row_affine_exact(out + at(s, i, ch), in + at(s, i, ch), hw, mean, invstd * g, b);
         save_mean[ch] = (float)mean;
         save_invstd[ch] = (float)invstd;
         /* The running variance is the unbiased one, as in PyTorch. */
@@ -363,8 +373,11 @@ int ptl_batchnorm_split_forward(float *out, double *invstd, float *running_mean,
         const double is = 1.0 / sqrt(sq[ch] / count + s->eps); /* biased variance normalises */
         const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
         for (int i = 0; i < n; i++)
-            row_affine(out + at(s, i, ch), in + at(s, i, ch), hw, (float)mu, (float)(is * g),
-                       (float)b);
+            if (count > BN_EXACT_STATS_MAX_COUNT)
+                row_affine(out + at(s, i, ch), in + at(s, i, ch), hw, (float)mu, (float)(is * g),
+                           (float)b);
+            else
+                row_affine_exact(out + at(s, i, ch), in + at(s, i, ch), hw, mu, is * g, b);
         invstd[ch] = is;
         /* Every process applies the same global update, so the running statistics stay
          * identical on all of them (unbiased variance over the global count, as in PyTorch). */

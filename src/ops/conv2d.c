@@ -12,7 +12,10 @@
  *   one (K, G*P) column matrix so BLIS gets a GEMM wide enough to run at speed; the output is
  *   then scattered to NCHW (and d_out gathered the other way). The copies are O(C_out*G*P)
  *   against O(C_out*K*G*P) GEMM flops.
- * The workspace holds one chunk, so it is bounded by the chunk size, not by N. */
+ * The workspace holds one chunk, so it is bounded by the chunk size, not by N.
+ *
+ * 3x3 stride-1 pad-1 convs with enough channels and tiles take Winograd F(2x2, 3x3) instead
+ * (ops/winograd.c: 2.25x fewer multiplications, its own chunked workspace). */
 #include "ptl/ops.h"
 
 #include <limits.h>

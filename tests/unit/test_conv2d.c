@@ -1,30 +1,37 @@
 /* Unit tests of conv2d: forward against a naive direct convolution, finite-difference checks
  * of d_in / d_weight / d_bias on odd shapes covering every schedule (per-image, batched
- * chunks, the 1x1 direct path), accumulation, NULL-gradient skipping and argument errors. */
+ * chunks, the 1x1 direct path, Winograd F(2x2, 3x3) for 3x3/1/1), accumulation, NULL-gradient
+ * skipping and argument errors. The Winograd kernels are also called directly on small shapes
+ * (partial tiles, chunks that split images, rows wider than a chunk) and checked against a
+ * naive direct backward. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gradcheck.h"
+#include "ops/winograd.h"
 #include "ptl/core.h"
 #include "ptl/ops.h"
 
 /* Which schedule a shape is expected to take; checked through the workspace size so a change
  * of the tuning constants that moves a test off its path is noticed. */
-enum path { PATH_ANY, PATH_PER_IMAGE, PATH_BATCHED, PATH_DIRECT };
+enum path { PATH_ANY, PATH_PER_IMAGE, PATH_BATCHED, PATH_DIRECT, PATH_WINOGRAD };
 
 struct conv_case {
     struct ptl_conv2d_shape s;
     int ho, wo;
+    int kernel; /* 1: call the Winograd kernels directly instead of ptl_conv2d_* */
     size_t n_in, n_w, n_out;
     float *in, *w, *b, *out, *r, *ws; /* r: fixed random weights of the loss sum(out * r) */
 };
 
-static void case_init(struct conv_case *c, struct ptl_conv2d_shape s, int with_bias)
+static void case_init_kernel(struct conv_case *c, struct ptl_conv2d_shape s, int with_bias,
+                             int kernel)
 {
     memset(c, 0, sizeof *c);
     c->s = s;
+    c->kernel = kernel;
     cr_assert_eq(ptl_conv2d_output_size(&s, &c->ho, &c->wo), 0, "%s", ptl_error_message());
     c->n_in = (size_t)s.n * s.c_in * s.h * s.w;
     c->n_w = (size_t)s.c_out * s.c_in * s.kh * s.kw;
@@ -34,12 +41,18 @@ static void case_init(struct conv_case *c, struct ptl_conv2d_shape s, int with_b
     c->b = with_bias ? tc_alloc((size_t)s.c_out) : NULL;
     c->out = tc_alloc(c->n_out);
     c->r = tc_alloc(c->n_out);
-    c->ws = tc_alloc(ptl_conv2d_workspace_floats(&s));
+    c->ws = tc_alloc(kernel ? ptl__winograd_workspace_floats(&s)
+                            : ptl_conv2d_workspace_floats(&s));
     tc_fill(c->in, c->n_in, 11, -1.0f, 1.0f);
     tc_fill(c->w, c->n_w, 12, -1.0f, 1.0f);
     if (c->b)
         tc_fill(c->b, (size_t)s.c_out, 13, -1.0f, 1.0f);
     tc_fill(c->r, c->n_out, 14, -1.0f, 1.0f);
+}
+
+static void case_init(struct conv_case *c, struct ptl_conv2d_shape s, int with_bias)
+{
+    case_init_kernel(c, s, with_bias, 0);
 }
 
 static void case_free(struct conv_case *c)
@@ -56,7 +69,13 @@ static void assert_path(const struct ptl_conv2d_shape *s, int ho, int wo, enum p
 {
     size_t k = (size_t)s->c_in * s->kh * s->kw, p = (size_t)ho * wo;
     size_t ws = ptl_conv2d_workspace_floats(s);
+    int wino = ptl__winograd_applies(s);
+    cr_assert_eq(wino, want == PATH_WINOGRAD || (want == PATH_ANY && wino),
+                 "Winograd path %s", wino ? "taken, not expected" : "expected, not taken");
     switch (want) {
+    case PATH_WINOGRAD:
+        cr_assert_eq(ws, ptl__winograd_workspace_floats(s), "Winograd workspace");
+        break;
     case PATH_DIRECT: cr_assert_eq(ws, 0, "expected the 1x1 direct per-image path"); break;
     case PATH_PER_IMAGE: cr_assert_eq(ws, k * p, "expected the per-image im2col path"); break;
     case PATH_BATCHED: cr_assert_gt(ws, k * p, "expected the batched path"); break;
@@ -92,7 +111,8 @@ static void naive_conv(double *out, const struct conv_case *c)
 static double conv_loss(void *ctx)
 {
     struct conv_case *c = ctx;
-    int rc = ptl_conv2d_forward(c->out, c->in, c->w, c->b, &c->s, c->ws);
+    int rc = c->kernel ? ptl__winograd_forward(c->out, c->in, c->w, c->b, &c->s, c->ws)
+                       : ptl_conv2d_forward(c->out, c->in, c->w, c->b, &c->s, c->ws);
     cr_assert_eq(rc, 0, "%s", ptl_error_message());
     return tc_dot(c->out, c->r, c->n_out);
 }
@@ -275,17 +295,220 @@ Test(conv2d, backward_accumulates_direct_1x1)
     check_accumulates(SHAPE(2, 3, 24, 24, 4, 1, 1, 1, 1, 0, 0));
 }
 
+/* ---- Winograd F(2x2, 3x3) ---- */
+
+/* Direct backward in double: d_in and d_weight of the loss sum(out * dy). */
+static void naive_backward(double *d_in, double *d_w, const struct conv_case *c, const float *dy)
+{
+    const struct ptl_conv2d_shape *s = &c->s;
+    for (int n = 0; n < s->n; n++)
+        for (int o = 0; o < s->c_out; o++)
+            for (int oh = 0; oh < c->ho; oh++)
+                for (int ow = 0; ow < c->wo; ow++) {
+                    double g = dy[((size_t)(n * s->c_out + o) * c->ho + oh) * c->wo + ow];
+                    for (int ci = 0; ci < s->c_in; ci++)
+                        for (int kh = 0; kh < s->kh; kh++)
+                            for (int kw = 0; kw < s->kw; kw++) {
+                                int ih = oh * s->stride_h - s->pad_h + kh;
+                                int iw = ow * s->stride_w - s->pad_w + kw;
+                                if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w)
+                                    continue;
+                                size_t ii = ((size_t)(n * s->c_in + ci) * s->h + ih) * s->w + iw;
+                                size_t wi = ((size_t)(o * s->c_in + ci) * s->kh + kh) * s->kw + kw;
+                                d_in[ii] += g * c->w[wi];
+                                d_w[wi] += g * c->in[ii];
+                            }
+                }
+}
+
+/* max |(got - start) - want| / max |want| */
+static double accumulated_err(const float *got, const float *start, const double *want, size_t n)
+{
+    double diff = 0, scale = 1e-6;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - start[i] - want[i]);
+        if (!(d <= diff))
+            diff = d;
+        scale = fmax(scale, fabs(want[i]));
+    }
+    return diff / scale;
+}
+
+/* Forward against the naive conv; backward, accumulated into gradients that already hold
+ * values, against the naive backward (d_bias against the sums); then finite differences at
+ * fd_checks points of d_in and d_weight. kernel: call the Winograd kernels directly (any
+ * channel count), else conv2d, which must take the Winograd path. */
+static void check_wino(struct ptl_conv2d_shape s, int with_bias, int kernel, size_t fd_checks)
+{
+    struct conv_case c;
+    case_init_kernel(&c, s, with_bias, kernel);
+    if (!kernel)
+        assert_path(&s, c.ho, c.wo, PATH_WINOGRAD);
+    cr_assert(c.ho == s.h && c.wo == s.w);
+    int rc = kernel ? ptl__winograd_forward(c.out, c.in, c.w, c.b, &s, c.ws)
+                    : ptl_conv2d_forward(c.out, c.in, c.w, c.b, &s, c.ws);
+    cr_assert_eq(rc, 0, "%s", ptl_error_message());
+    double *ref = calloc(c.n_out, sizeof *ref);
+    cr_assert_not_null(ref);
+    naive_conv(ref, &c);
+    float *zero = tc_alloc(c.n_out);
+    double err = accumulated_err(c.out, zero, ref, c.n_out);
+    cr_assert(err <= 1e-5, "Winograd forward differs from the direct conv: %g relative", err);
+    free(zero);
+    free(ref);
+
+    float *d_in = tc_alloc(c.n_in), *d_w = tc_alloc(c.n_w), *d_b = NULL;
+    float *in0 = tc_alloc(c.n_in), *w0 = tc_alloc(c.n_w);
+    tc_fill(in0, c.n_in, 21, -1.0f, 1.0f);
+    tc_fill(w0, c.n_w, 22, -1.0f, 1.0f);
+    memcpy(d_in, in0, c.n_in * sizeof *d_in);
+    memcpy(d_w, w0, c.n_w * sizeof *d_w);
+    if (with_bias && !kernel)
+        d_b = tc_alloc((size_t)s.c_out);
+    rc = kernel ? ptl__winograd_backward(d_in, d_w, c.r, c.in, c.w, &s, c.ws)
+                : ptl_conv2d_backward(d_in, d_w, d_b, c.r, c.in, c.w, &s, c.ws);
+    cr_assert_eq(rc, 0, "%s", ptl_error_message());
+    double *g_in = calloc(c.n_in, sizeof *g_in), *g_w = calloc(c.n_w, sizeof *g_w);
+    cr_assert(g_in && g_w);
+    naive_backward(g_in, g_w, &c, c.r);
+    err = accumulated_err(d_in, in0, g_in, c.n_in);
+    cr_assert(err <= 1e-5, "Winograd d_in differs from the direct backward: %g relative", err);
+    err = accumulated_err(d_w, w0, g_w, c.n_w);
+    cr_assert(err <= 1e-5, "Winograd d_weight differs from the direct backward: %g relative", err);
+    if (d_b) {
+        int p = c.ho * c.wo;
+        for (int o = 0; o < s.c_out; o++) {
+            double sum = 0;
+            for (int n = 0; n < s.n; n++)
+                for (int j = 0; j < p; j++)
+                    sum += c.r[((size_t)n * s.c_out + o) * p + j];
+            cr_assert_float_eq(d_b[o], sum, 1e-4 * (1 + fabs(sum)), "d_bias[%d]", o);
+        }
+    }
+
+    /* finite differences of the loss against the gradient this call added */
+    for (size_t i = 0; i < c.n_in; i++)
+        d_in[i] -= in0[i];
+    for (size_t i = 0; i < c.n_w; i++)
+        d_w[i] -= w0[i];
+    struct tc_gradcheck_result r =
+        tc_gradcheck(conv_loss, &c, c.in, d_in, c.n_in, 0.05f, 2e-3, 2e-3, fd_checks);
+    cr_assert(r.checked > 0 && r.worst <= 1.0, "Winograd d_in: element %zu: %.7g vs FD %.7g",
+              r.worst_at, r.analytic, r.numeric);
+    r = tc_gradcheck(conv_loss, &c, c.w, d_w, c.n_w, 0.05f, 2e-3, 2e-3, fd_checks);
+    cr_assert(r.checked > 0 && r.worst <= 1.0, "Winograd d_weight: element %zu: %.7g vs FD %.7g",
+              r.worst_at, r.analytic, r.numeric);
+    free(d_in);
+    free(d_w);
+    free(d_b);
+    free(in0);
+    free(w0);
+    free(g_in);
+    free(g_w);
+    case_free(&c);
+}
+
+/* The kernels alone, any channel count: partial tiles (odd sizes), one image */
+Test(winograd, kernel_odd_sizes_one_image)
+{
+    check_wino(SHAPE(1, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1), 1, 1, 256);
+}
+
+/* several chunks whose boundaries fall inside images, and a last partial chunk */
+Test(winograd, kernel_chunks_split_images)
+{
+    struct ptl_conv2d_shape s = SHAPE(3, 2, 33, 45, 3, 3, 3, 1, 1, 1, 1);
+    cr_assert_gt(ptl__winograd_workspace_floats(&s), 0);
+    check_wino(s, 0, 1, 256);
+}
+
+/* a tile row wider than a whole chunk (one row per chunk) and many SIMD blocks per row */
+Test(winograd, kernel_rows_wider_than_a_chunk)
+{
+    check_wino(SHAPE(2, 2, 3, 2051, 2, 3, 3, 1, 1, 1, 1), 1, 1, 256);
+}
+
+/* planes smaller than one tile, and a single row / column */
+Test(winograd, kernel_tiny_planes)
+{
+    check_wino(SHAPE(2, 2, 1, 1, 3, 3, 3, 1, 1, 1, 1), 1, 1, 256);
+    check_wino(SHAPE(2, 3, 1, 6, 2, 3, 3, 1, 1, 1, 1), 0, 1, 256);
+    check_wino(SHAPE(1, 1, 5, 1, 1, 3, 3, 1, 1, 1, 1), 1, 1, 256);
+    check_wino(SHAPE(3, 2, 2, 2, 2, 3, 3, 1, 1, 1, 1), 0, 1, 256);
+}
+
+/* one direction only: the other gradient stays untouched */
+Test(winograd, kernel_one_gradient_at_a_time)
+{
+    struct conv_case c;
+    struct ptl_conv2d_shape s = SHAPE(2, 3, 9, 7, 5, 3, 3, 1, 1, 1, 1);
+    case_init_kernel(&c, s, 0, 1);
+    float *both_in = tc_alloc(c.n_in), *both_w = tc_alloc(c.n_w);
+    float *only_in = tc_alloc(c.n_in), *only_w = tc_alloc(c.n_w);
+    cr_assert_eq(ptl__winograd_backward(both_in, both_w, c.r, c.in, c.w, &s, c.ws), 0);
+    cr_assert_eq(ptl__winograd_backward(only_in, NULL, c.r, c.in, c.w, &s, c.ws), 0);
+    cr_assert_eq(ptl__winograd_backward(NULL, only_w, c.r, c.in, c.w, &s, c.ws), 0);
+    cr_assert_lt(tc_rel_err(only_in, both_in, c.n_in, 1e-6), 1e-6, "d_in alone");
+    cr_assert_lt(tc_rel_err(only_w, both_w, c.n_w, 1e-6), 1e-6, "d_weight alone");
+    free(both_in);
+    free(both_w);
+    free(only_in);
+    free(only_w);
+    case_free(&c);
+}
+
+/* conv2d takes the Winograd path: C_in != C_out, odd sizes, N > 1, bias */
+Test(winograd, conv2d_path_cin_ne_cout_bias)
+{
+    check_wino(SHAPE(2, 64, 23, 21, 96, 3, 3, 1, 1, 1, 1), 1, 0, 12);
+}
+
+/* one large image, no bias */
+Test(winograd, conv2d_path_one_image_no_bias)
+{
+    check_wino(SHAPE(1, 96, 33, 31, 64, 3, 3, 1, 1, 1, 1), 0, 0, 12);
+}
+
+/* two threads share out transforms and GEMMs */
+Test(winograd, conv2d_path_two_threads)
+{
+    cr_assert_eq(ptl_threads_set(2), 0);
+    check_wino(SHAPE(3, 64, 17, 19, 64, 3, 3, 1, 1, 1, 1), 1, 0, 12);
+}
+
+Test(winograd, conv2d_path_accumulates_and_null_gradients)
+{
+    check_accumulates(SHAPE(2, 64, 23, 21, 64, 3, 3, 1, 1, 1, 1));
+}
+
+/* Below the thresholds 3x3/1/1 convs keep im2col. */
+Test(winograd, small_shapes_keep_im2col)
+{
+    struct ptl_conv2d_shape few_channels = SHAPE(32, 32, 32, 16, 32, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape few_tiles = SHAPE(2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape stride2 = SHAPE(32, 64, 32, 16, 64, 3, 3, 2, 2, 1, 1);
+    struct ptl_conv2d_shape resnet_layer1 = SHAPE(32, 64, 32, 16, 64, 3, 3, 1, 1, 1, 1);
+    cr_assert(!ptl__winograd_applies(&few_channels));
+    cr_assert(!ptl__winograd_applies(&few_tiles));
+    cr_assert(!ptl__winograd_applies(&stride2));
+    cr_assert(ptl__winograd_applies(&resnet_layer1));
+}
+
 Test(conv2d, workspace_is_bounded_by_the_chunk_not_the_batch)
 {
-    /* ResNet-18 layer4 at 128x64 input: 4x2 outputs, the batched schedule. */
-    struct ptl_conv2d_shape mid = SHAPE(512, 512, 4, 2, 512, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape big = mid;
-    big.n = 4096;
-    size_t full = (size_t)512 * 9 * 4096 * 8; /* im2col of the whole batch */
-    cr_assert_gt(ptl_conv2d_workspace_floats(&big), 0);
-    cr_assert_eq(ptl_conv2d_workspace_floats(&big), ptl_conv2d_workspace_floats(&mid),
-                 "workspace grows with the batch");
-    cr_assert_lt(ptl_conv2d_workspace_floats(&big), full / 4);
+    /* ResNet-18 layer4 at 128x64 input, 4x2 outputs: Winograd at these batch sizes; with 32
+     * channels the batched im2col schedule. */
+    for (int c = 32; c <= 512; c += 480) {
+        struct ptl_conv2d_shape mid = SHAPE(512, c, 4, 2, c, 3, 3, 1, 1, 1, 1);
+        struct ptl_conv2d_shape big = mid;
+        big.n = 4096;
+        cr_assert_eq(ptl__winograd_applies(&big), c == 512);
+        size_t full = (size_t)c * 9 * 4096 * 8; /* im2col of the whole batch */
+        cr_assert_gt(ptl_conv2d_workspace_floats(&big), 0);
+        cr_assert_eq(ptl_conv2d_workspace_floats(&big), ptl_conv2d_workspace_floats(&mid),
+                     "workspace grows with the batch (%d channels)", c);
+        cr_assert_lt(ptl_conv2d_workspace_floats(&big), full / 4);
+    }
 }
 
 Test(conv2d, output_size_follows_pytorch)
