@@ -14,13 +14,24 @@
  *   against O(C_out*K*G*P) GEMM flops.
  * The workspace holds one chunk, so it is bounded by the chunk size, not by N.
  *
+ * Threads: per-image convs run image-parallel ("lanes") when the thread count T is small (up to
+ * the cores this process may run on, and at most LANES_MAX): each thread takes whole images
+ * with a single-threaded GEMM, in one parallel region per call, so there are no BLIS barriers
+ * inside the many small per-image GEMMs (measured in docs/performance.md). d_weight is summed
+ * from per-lane copies at the end. The workspace then holds one column buffer per lane and
+ * T - 1 d_weight copies; it is sized for the most lanes the process could use, not for N.
+ * Batched shapes, and more threads than that, keep BLIS's own threading.
+ *
  * 3x3 stride-1 pad-1 convs with enough channels and tiles take Winograd F(2x2, 3x3) instead
  * (ops/winograd.c: 2.25x fewer multiplications, its own chunked workspace). */
 #include "ptl/ops.h"
 
 #include <limits.h>
+#include <omp.h>
+#include <string.h>
 
 #include "ops/check.h"
+#include "ops/gemm.h"
 #include "ops/im2col.h"
 #include "ops/winograd.h"
 
@@ -28,6 +39,8 @@
  * batched up to about BATCH_COLS GEMM columns per chunk (measured: docs/performance.md). */
 #define PER_IMAGE_MIN_PIXELS 512
 #define BATCH_COLS 512
+/* Most image lanes: beyond this, per-lane buffers cost more memory than BLIS threading saves. */
+#define LANES_MAX 16
 
 struct conv_plan {
     struct ptl__conv_geom g;
@@ -36,6 +49,7 @@ struct conv_plan {
     int p;      /* H_out*W_out: GEMM columns per image */
     int direct; /* 1x1, stride 1, pad 0: the input is its own column matrix */
     int group;  /* images per GEMM (1 = per-image schedule) */
+    int lanes_cap; /* most image lanes the workspace is sized for (1: none) */
 };
 
 static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, struct conv_plan *pl)
@@ -73,7 +87,22 @@ static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, stru
         long long grp = (BATCH_COLS + p - 1) / p;
         pl->group = (int)(grp < s->n ? grp : s->n);
     }
+    /* Lanes are bounded by the cores this process may use, which no thread setting can
+     * exceed at run time, so a workspace sized now stays large enough. */
+    int cap = ptl_threads_available();
+    cap = cap < LANES_MAX ? cap : LANES_MAX;
+    pl->lanes_cap = pl->group == 1 && s->n >= 2 ? (s->n < cap ? s->n : cap) : 1;
     return PTL_OK;
+}
+
+/* Lanes for this call: all T threads when T fits the cap and the images spread evenly enough
+ * (a remainder is fine once every lane has several images); else 1 (BLIS threads the GEMMs). */
+static int run_lanes(const struct conv_plan *pl)
+{
+    int t = omp_get_max_threads();
+    if (pl->lanes_cap < 2 || t < 2 || t > pl->lanes_cap)
+        return 1;
+    return pl->n % t == 0 || pl->n >= 4 * t ? t : 1;
 }
 
 /* Scratch of one chunk: the column matrix (K, G*P), plus for batched chunks the GEMM's
@@ -81,8 +110,11 @@ static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, stru
 static size_t plan_workspace(const struct conv_plan *pl)
 {
     size_t cols = (size_t)pl->group * pl->p;
+    if (pl->group == 1 && pl->direct)
+        return 0; /* lanes split d_weight by rows instead of keeping copies */
     if (pl->group == 1)
-        return pl->direct ? 0 : (size_t)pl->k * cols;
+        return (size_t)pl->lanes_cap * pl->k * cols +
+               (size_t)(pl->lanes_cap - 1) * pl->m * pl->k;
     return ((size_t)pl->k + pl->m) * cols;
 }
 
@@ -169,6 +201,84 @@ static void bias_grad(float *d_bias, const float *d_out, int n, int m, int p)
     }
 }
 
+/* Per-image forward, image-parallel over `lanes` threads (see the header). */
+static void forward_lanes(float *out, const float *in, const float *weight, const float *bias,
+                          const struct conv_plan *pl, float *workspace, int lanes)
+{
+    const int m = pl->m, k = pl->k, p = pl->p;
+    const size_t in_img = (size_t)pl->g.c * pl->g.h * pl->g.w, out_img = (size_t)m * p;
+#pragma omp parallel num_threads(lanes)
+    {
+        float *col = workspace + (size_t)omp_get_thread_num() * k * p; /* (K, P) */
+#pragma omp for schedule(static)
+        for (int i = 0; i < pl->n; i++) {
+            const float *x = in + i * in_img;
+            float *y = out + i * out_img;
+            /* im2col's and add_bias's own parallel loops run on this thread alone (nested). */
+            if (!pl->direct)
+                ptl__im2col(col, (size_t)p, x, 1, &pl->g);
+            /* The shapes were checked by conv_plan_make: the GEMM cannot fail. */
+            ptl__sgemm_single(0, 0, m, p, k, 1.0f, weight, k, pl->direct ? x : col, p, 0.0f, y,
+                              p);
+            if (bias)
+                add_bias(y, bias, m, p);
+        }
+    }
+}
+
+/* Per-image backward, image-parallel. d_in: each lane its images. d_weight: for 1x1 direct
+ * convs each lane sums all images into its own rows of d_weight (no copies, and the same sums
+ * in the same order whatever the lane count); otherwise lane 0 accumulates in place and lanes
+ * 1.. into zeroed copies (so each image's im2col is done once), summed into d_weight at the end
+ * in lane order: deterministic for a given thread count. */
+static void backward_lanes(float *d_in, float *d_weight, const float *d_out, const float *in,
+                           const float *weight, const struct conv_plan *pl, float *workspace,
+                           int lanes)
+{
+    const int m = pl->m, k = pl->k, p = pl->p;
+    const size_t in_img = (size_t)pl->g.c * pl->g.h * pl->g.w, out_img = (size_t)m * p;
+    const size_t mk = (size_t)m * k, col_floats = pl->direct ? 0 : (size_t)k * p;
+    float *dw_copies = pl->direct ? NULL : workspace + (size_t)pl->lanes_cap * col_floats;
+#pragma omp parallel num_threads(lanes)
+    {
+        const int lane = omp_get_thread_num();
+        float *col = pl->direct ? NULL : workspace + (size_t)lane * col_floats; /* (K, P) */
+        float *dw = pl->direct || lane == 0 ? d_weight : dw_copies + (size_t)(lane - 1) * mk;
+        if (d_weight && dw != d_weight)
+            memset(dw, 0, mk * sizeof *dw);
+#pragma omp for schedule(static)
+        for (int i = 0; i < pl->n; i++) {
+            const float *x = in + i * in_img, *dy = d_out + i * out_img;
+            float *dx = d_in ? d_in + i * in_img : NULL;
+            if (d_weight && !pl->direct) {
+                ptl__im2col(col, (size_t)p, x, 1, &pl->g);
+                /* d_weight (M, K) += dy (M, P) x col^T (P, K) */
+                ptl__sgemm_single(0, 1, m, k, p, 1.0f, dy, p, col, p, 1.0f, dw, k);
+            }
+            if (dx && pl->direct) {
+                ptl__sgemm_single(1, 0, k, p, m, 1.0f, weight, k, dy, p, 1.0f, dx, p);
+            } else if (dx) {
+                ptl__sgemm_single(1, 0, k, p, m, 1.0f, weight, k, dy, p, 0.0f, col, p);
+                ptl__col2im_add(dx, col, (size_t)p, 1, &pl->g);
+            }
+        }
+        if (d_weight && pl->direct) {
+            int lo = (int)((long)m * lane / lanes), hi = (int)((long)m * (lane + 1) / lanes);
+            for (int i = 0; i < pl->n && hi > lo; i++)
+                ptl__sgemm_single(0, 1, hi - lo, k, p, 1.0f, d_out + i * out_img + (size_t)lo * p,
+                                  p, in + i * in_img, p, 1.0f, d_weight + (size_t)lo * k, k);
+        } else if (d_weight) {
+#pragma omp for schedule(static)
+            for (size_t e = 0; e < mk; e++) {
+                float acc = d_weight[e];
+                for (int l = 1; l < lanes; l++)
+                    acc += dw_copies[(size_t)(l - 1) * mk + e];
+                d_weight[e] = acc;
+            }
+        }
+    }
+}
+
 int ptl_conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                        const struct ptl_conv2d_shape *s, float *workspace)
 {
@@ -186,6 +296,11 @@ int ptl_conv2d_forward(float *out, const float *in, const float *weight, const f
               "%s: workspace is NULL but this shape needs %zu floats", op, need);
     if (wino)
         return ptl__winograd_forward(out, in, weight, bias, s, workspace);
+    const int lanes = run_lanes(&pl);
+    if (lanes > 1) {
+        forward_lanes(out, in, weight, bias, &pl, workspace, lanes);
+        return PTL_OK;
+    }
     const int m = pl.m, k = pl.k, p = pl.p;
     const size_t in_img = (size_t)pl.g.c * pl.g.h * pl.g.w, out_img = (size_t)m * p;
 
@@ -243,6 +358,11 @@ int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float
         return PTL_OK;
     if (wino)
         return ptl__winograd_backward(d_in, d_weight, d_out, in, weight, s, workspace);
+    const int lanes = run_lanes(&pl);
+    if (lanes > 1) {
+        backward_lanes(d_in, d_weight, d_out, in, weight, &pl, workspace, lanes);
+        return PTL_OK;
+    }
 
     for (int n0 = 0; n0 < pl.n; n0 += pl.group) {
         int cnt = pl.n - n0 < pl.group ? pl.n - n0 : pl.group;

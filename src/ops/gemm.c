@@ -12,9 +12,11 @@
 #include <blis.h>
 
 #include "ops/check.h"
+#include "ops/gemm.h"
 
-int ptl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-              const float *b, int ldb, float beta, float *c, int ldc)
+/* threads 0: BLIS's global setting (ptl_threads_set); else that many. */
+static int sgemm_on(int threads, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                    const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     PTL_CHECK(trans_a == 0 || trans_a == 1, "sgemm: trans_a must be 0 or 1, got %d", trans_a);
     PTL_CHECK(trans_b == 0 || trans_b == 1, "sgemm: trans_b must be 0 or 1, got %d", trans_b);
@@ -36,9 +38,23 @@ int ptl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
     /* BLIS's typed API takes non-const pointers in 0.9 but does not write A, B, alpha, beta. */
     rntm_t rntm; /* picks up the global thread count set by ptl_threads_set */
     bli_rntm_init_from_global(&rntm);
+    if (threads > 0)
+        bli_rntm_set_num_threads(threads, &rntm);
     bli_rntm_disable_l3_sup(&rntm);
     bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, m, n, k, &alpha, (float *)a, lda, 1,
                  (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
     return PTL_OK;
+}
+
+int ptl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc)
+{
+    return sgemm_on(0, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+int ptl__sgemm_single(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                      int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    return sgemm_on(1, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -77,7 +77,14 @@ static void assert_path(const struct ptl_conv2d_shape *s, int ho, int wo, enum p
         cr_assert_eq(ws, ptl__winograd_workspace_floats(s), "Winograd workspace");
         break;
     case PATH_DIRECT: cr_assert_eq(ws, 0, "expected the 1x1 direct per-image path"); break;
-    case PATH_PER_IMAGE: cr_assert_eq(ws, k * p, "expected the per-image im2col path"); break;
+    case PATH_PER_IMAGE: {
+        /* one column buffer per image lane, and a d_weight copy per lane after the first */
+        int lanes = ptl_threads_available() < 16 ? ptl_threads_available() : 16;
+        lanes = s->n < 2 ? 1 : s->n < lanes ? s->n : lanes;
+        cr_assert_eq(ws, lanes * k * p + (lanes - 1) * (size_t)s->c_out * k,
+                     "expected the per-image im2col path with %d lanes", lanes);
+        break;
+    }
     case PATH_BATCHED: cr_assert_gt(ws, k * p, "expected the batched path"); break;
     case PATH_ANY: break;
     }
@@ -245,6 +252,23 @@ Test(conv2d, two_threads_per_image)
 {
     cr_assert_eq(ptl_threads_set(2), 0);
     check_conv(SHAPE(2, 8, 24, 24, 6, 3, 3, 1, 1, 1, 1), 1, PATH_PER_IMAGE);
+}
+
+static void check_accumulates(struct ptl_conv2d_shape s);
+
+/* Image lanes (one thread per image, single-threaded GEMMs) on two threads: an even batch, an
+ * odd one too small to share (BLIS threads instead), an odd one large enough to share with a
+ * remainder, and the 1x1 direct path whose d_weight rows are split between the lanes. Run on
+ * a 1-core affinity, these take the plain per-image path and must pass all the same. */
+Test(conv2d, two_threads_image_lanes)
+{
+    cr_assert_eq(ptl_threads_set(2), 0);
+    check_conv(SHAPE(4, 5, 47, 45, 7, 3, 3, 2, 2, 1, 1), 1, PATH_PER_IMAGE);
+    check_conv(SHAPE(3, 5, 47, 45, 7, 3, 3, 2, 2, 1, 1), 0, PATH_PER_IMAGE);
+    check_conv(SHAPE(9, 3, 26, 24, 4, 3, 3, 1, 1, 0, 0), 1, PATH_PER_IMAGE);
+    check_conv(SHAPE(4, 6, 24, 24, 5, 1, 1, 1, 1, 0, 0), 1, PATH_DIRECT);
+    check_accumulates(SHAPE(4, 5, 47, 45, 7, 3, 3, 2, 2, 1, 1));
+    check_accumulates(SHAPE(4, 6, 24, 24, 5, 1, 1, 1, 1, 0, 0));
 }
 
 /* Backward twice from zero gives exactly twice one call; NULL gradients skip their work. */
