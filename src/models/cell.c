@@ -173,6 +173,47 @@ static int ensure_state(struct ptl_model *m, struct ptl_node *node, const struct
     return 0;
 }
 
+/* One sample's gate maths: g holds the pre-activations A (4 blocks of blk: i, f, o, g) and gets
+ * the activated gates; c_new = F.C_prev + I.G, tanh_c = tanh(c_new), y = O.tanh_c. c_new may
+ * be tanh_c (eval: written, then overwritten in the same iteration). */
+static PTL_SIMD_CLONES void gates_forward(float *g, const float *c_prev, float *c_new,
+                                          float *tanh_c, float *y, size_t blk)
+{
+    float *gi = g, *gf = g + blk, *go = g + 2 * blk, *gg = g + 3 * blk;
+#pragma omp simd
+    for (size_t k = 0; k < blk; k++) {
+        float i = ptl__vsigmoid(gi[k]), f = ptl__vsigmoid(gf[k]);
+        float o = ptl__vsigmoid(go[k]), gt = ptl__vtanh(gg[k]);
+        float c = f * c_prev[k] + i * gt;
+        gi[k] = i;
+        gf[k] = f;
+        go[k] = o;
+        gg[k] = gt;
+        c_new[k] = c;
+        float t = ptl__vtanh(c);
+        tanh_c[k] = t;
+        y[k] = o * t;
+    }
+}
+
+/* One sample's gradient of the pre-activations da (4 blocks) from dy, through the saved gates,
+ * C_prev and tanh(C) (the state is detached: no gradient to C_prev). */
+static PTL_SIMD_CLONES void gates_backward(float *da, const float *g, const float *c_prev,
+                                           const float *tanh_c, const float *dy, size_t blk)
+{
+    const float *gi = g, *gf = g + blk, *go = g + 2 * blk, *gg = g + 3 * blk;
+#pragma omp simd
+    for (size_t k = 0; k < blk; k++) {
+        float t = tanh_c[k];
+        float d_o = dy[k] * t;
+        float d_c = dy[k] * go[k] * (1.0f - t * t);
+        da[k] = d_c * gg[k] * gi[k] * (1.0f - gi[k]);
+        da[blk + k] = d_c * c_prev[k] * gf[k] * (1.0f - gf[k]);
+        da[2 * blk + k] = d_o * go[k] * (1.0f - go[k]);
+        da[3 * blk + k] = d_c * gi[k] * (1.0f - gg[k] * gg[k]);
+    }
+}
+
 static int cell_forward(struct ptl_model *m, struct ptl_node *node, int train)
 {
     struct cell_dims d = dims(m, node, m->batch);
@@ -229,30 +270,14 @@ static int cell_forward(struct ptl_model *m, struct ptl_node *node, int train)
     rc = ptl_conv2d_forward(gates, gate_in, graph_param(m, node, 0), NULL, &cs, m->workspace);
     if (rc != 0)
         return rc;
-    /* The gate maths is element-wise: samples go to threads, and each sample's loop runs in
-     * SIMD lanes (vmath.h's exp; glibc's expf/tanhf are scalar calls). */
+    /* The gate maths is element-wise: samples go to threads, each sample in SIMD lanes. */
 #pragma omp parallel for if ((size_t)n * blk >= PTL_OMP_MIN_ELEMENTS)
     for (int b = 0; b < n; b++) {
-        float *gi = gates + (size_t)b * 4 * blk, *gf = gi + blk, *go = gf + blk, *gg = go + blk;
-        const float *cp = c_prev + (size_t)b * blk;
-        float *tc = tanh_c + (size_t)b * blk, *yb = y + (size_t)b * blk;
+        float *g = gates + (size_t)b * 4 * blk, *tc = tanh_c + (size_t)b * blk;
         /* The new C goes to the state in training; eval only needs tanh(C), so C is parked in
          * tc and overwritten in the same iteration. */
-        float *cn = train ? st->c + (size_t)b * blk : tc;
-#pragma omp simd
-        for (size_t k = 0; k < blk; k++) {
-            float i = ptl__vsigmoid(gi[k]), f = ptl__vsigmoid(gf[k]);
-            float o = ptl__vsigmoid(go[k]), g = ptl__vtanh(gg[k]);
-            float c = f * cp[k] + i * g;
-            gi[k] = i;
-            gf[k] = f;
-            go[k] = o;
-            gg[k] = g;
-            cn[k] = c;
-            float t = ptl__vtanh(c);
-            tc[k] = t;
-            yb[k] = o * t;
-        }
+        gates_forward(g, c_prev + (size_t)b * blk, train ? st->c + (size_t)b * blk : tc, tc,
+                      y + (size_t)b * blk, blk);
     }
     if (train) {
         /* The new state holds exactly this batch's slots (as the release does for a smaller
@@ -285,22 +310,10 @@ static int cell_backward(struct ptl_model *m, struct ptl_node *node)
     float *conv_ws = d.m > 0 ? dxcat + (size_t)n * d.xcat_floats : dxcat;
 
 #pragma omp parallel for if ((size_t)n * blk >= PTL_OMP_MIN_ELEMENTS)
-    for (int b = 0; b < n; b++) {
-        const float *g = gates + (size_t)b * 4 * blk;
-        const float *gi = g, *gf = g + blk, *go = g + 2 * blk, *gg = g + 3 * blk;
-        const float *cp = c_prev + (size_t)b * blk, *t = tanh_c + (size_t)b * blk;
-        const float *dyb = dy + (size_t)b * blk;
-        float *a = da + (size_t)b * 4 * blk;
-#pragma omp simd
-        for (size_t k = 0; k < blk; k++) {
-            float d_o = dyb[k] * t[k];
-            float d_c = dyb[k] * go[k] * (1.0f - t[k] * t[k]);
-            a[k] = d_c * gg[k] * gi[k] * (1.0f - gi[k]);
-            a[blk + k] = d_c * cp[k] * gf[k] * (1.0f - gf[k]);
-            a[2 * blk + k] = d_o * go[k] * (1.0f - go[k]);
-            a[3 * blk + k] = d_c * gi[k] * (1.0f - gg[k] * gg[k]);
-        }
-    }
+    for (int b = 0; b < n; b++)
+        gates_backward(da + (size_t)b * 4 * blk, gates + (size_t)b * 4 * blk,
+                       c_prev + (size_t)b * blk, tanh_c + (size_t)b * blk, dy + (size_t)b * blk,
+                       blk);
     struct ptl_conv2d_shape cs = gate_shape(&d, node);
     float *d_x = graph_act_grad(m, node->in[0]);
     if (d.m == 0)
