@@ -39,7 +39,9 @@ one_line_err() { [ "$(wc -l <"$err")" -eq 1 ] || fail "stderr is not one line: $
 # train losses of a metrics.jsonl, one per line
 losses() { grep '"kind":"train"' "$1" | sed 's/.*"loss":\([^,]*\),.*/\1/'; }
 
-# A small, easy task: T-shirt vs trouser, 64 training images each, 200 test images.
+# A small, easy task: T-shirt vs trouser, 64 training images each, 200 test images. lr 0.01:
+# at 0.02 the final accuracy of this 24-step run swings between 0.57 and 0.96 with the seed
+# (measured over seeds 1-9, and with rounding-level kernel changes), at 0.01 it stays 0.92-0.97.
 cat >"$t/small.yaml" <<EOF
 run:
   threads: 1
@@ -58,7 +60,7 @@ augment:
   mean: [0.286]
   std: [0.353]
 optim:
-  lr: 0.02
+  lr: 0.01
 train:
   epochs: 6
   eval_every: 3
