@@ -14,13 +14,14 @@
  *   against O(C_out*K*G*P) GEMM flops.
  * The workspace holds one chunk, so it is bounded by the chunk size, not by N.
  *
- * Threads: per-image convs run image-parallel ("lanes") when the thread count T is small (up to
- * the cores this process may run on, and at most LANES_MAX): each thread takes whole images
- * with a single-threaded GEMM, in one parallel region per call, so there are no BLIS barriers
- * inside the many small per-image GEMMs (measured in docs/performance.md). d_weight is summed
- * from per-lane copies at the end. The workspace then holds one column buffer per lane and
- * T - 1 d_weight copies; it is sized for the most lanes the process could use, not for N.
- * Batched shapes, and more threads than that, keep BLIS's own threading.
+ * Threads: per-image convs run image-parallel ("lanes") when the thread count T is small (up
+ * to the cores this process may run on, and at most PTL_CONV_LANES_MAX): each thread takes
+ * whole images with a single-threaded GEMM, in one parallel region per call, so there are no
+ * BLIS barriers inside the many small per-image GEMMs (measured in docs/performance.md).
+ * d_weight is summed from per-lane copies at the end (1x1 convs split its rows instead). The
+ * workspace then holds one column buffer per lane and T - 1 d_weight copies; it is sized for
+ * the most lanes the process could use, not for N. Batched shapes, and more threads than that,
+ * keep BLIS's own threading.
  *
  * 3x3 stride-1 pad-1 convs with enough channels and tiles take Winograd F(2x2, 3x3) instead
  * (ops/winograd.c: 2.25x fewer multiplications, its own chunked workspace). */
@@ -39,8 +40,11 @@
  * batched up to about BATCH_COLS GEMM columns per chunk (measured: docs/performance.md). */
 #define PER_IMAGE_MIN_PIXELS 512
 #define BATCH_COLS 512
-/* Most image lanes: beyond this, per-lane buffers cost more memory than BLIS threading saves. */
-#define LANES_MAX 16
+/* Most image lanes: beyond this, per-lane buffers cost more memory than BLIS threading saves.
+ * A build with -DPTL_CONV_LANES_MAX=1 has no lanes (how docs/performance.md measured them). */
+#ifndef PTL_CONV_LANES_MAX
+#define PTL_CONV_LANES_MAX 16
+#endif
 
 struct conv_plan {
     struct ptl__conv_geom g;
@@ -90,7 +94,7 @@ static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, stru
     /* Lanes are bounded by the cores this process may use, which no thread setting can
      * exceed at run time, so a workspace sized now stays large enough. */
     int cap = ptl_threads_available();
-    cap = cap < LANES_MAX ? cap : LANES_MAX;
+    cap = cap < PTL_CONV_LANES_MAX ? cap : PTL_CONV_LANES_MAX;
     pl->lanes_cap = pl->group == 1 && s->n >= 2 ? (s->n < cap ? s->n : cap) : 1;
     return PTL_OK;
 }
