@@ -13,10 +13,10 @@
  *   backward data    Y = V(d_out),         X = M' (d_in tiles) */
 #include "ops/winograd.h"
 
-#include <blis.h>
 #include <omp.h>
 
 #include "ops/check.h"
+#include "ops/gemm.h"
 
 /* Winograd beats im2col from these channel counts and tiles per batch on; below, the transforms
  * and the transformed weights cost more than the 2.25x fewer multiplications save. Measured
@@ -319,20 +319,13 @@ static void weight_grad(float *d_weight, const float *du, int m, int c)
 
 /* ---- the GEMMs ---- */
 
-/* Row-major C = A B (beta 0 or 1) on one BLIS thread: the 16 GEMMs of a chunk are shared out
- * among the OpenMP threads instead, with no BLIS barriers inside each (see
- * docs/performance.md). Small/unpacked "sup" path off, as in ptl_sgemm. */
+/* The 16 GEMMs of a chunk are shared out among the OpenMP threads, each on one BLIS thread
+ * (ptl__sgemm_single), with no BLIS barriers inside each (docs/performance.md). */
 static void sgemm1(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                    const float *b, int ldb, float beta, float *c, int ldc)
 {
-    float alpha = 1.0f;
-    rntm_t rntm;
-    bli_rntm_init(&rntm);
-    bli_rntm_set_num_threads(1, &rntm);
-    bli_rntm_disable_l3_sup(&rntm);
-    bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-                 trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, m, n, k, &alpha, (float *)a, lda, 1,
-                 (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
+    /* Shapes and pointers come from a validated conv: the call cannot fail. */
+    ptl__sgemm_single(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* Work items of the GEMM phase: the 16 GEMMs, each cut into `parts` slices when there are
