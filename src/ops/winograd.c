@@ -77,18 +77,25 @@ size_t ptl__winograd_workspace_floats(const struct ptl_conv2d_shape *s)
 
 /* ---- transforms ---- */
 
+/* Offset of channel ch's (H, W) plane, in an (N, cc, H, W) tensor, of the image that holds
+ * global tile row r; *i gets the row's index within that image. */
+static inline size_t tile_row_plane(const struct wino *g, int cc, int ch, long r, int *i)
+{
+    *i = (int)(r % g->th);
+    return ((size_t)(r / g->th) * cc + ch) * (size_t)g->h * g->w;
+}
+
 /* v [16][cc][rows*tw] = B^T d B of the 4x4 input patches of tile rows r0..r0+rows of x
  * (N, cc, H, W). B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], applied to rows, then columns. */
 static void input_tiles(float *v, const float *x, int cc, const struct wino *g, long r0, int rows)
 {
-    const int h = g->h, w = g->w, th = g->th, tw = g->tw;
-    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld, plane = (size_t)h * w;
+    const int h = g->h, w = g->w, tw = g->tw;
+    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld;
 #pragma omp for collapse(2) schedule(static)
     for (int ch = 0; ch < cc; ch++) {
         for (int rr = 0; rr < rows; rr++) {
-            long r = r0 + rr;
-            int img = (int)(r / th), i = (int)(r % th);
-            const float *p = x + ((size_t)img * cc + ch) * plane; /* (H, W) */
+            int i;
+            const float *p = x + tile_row_plane(g, cc, ch, r0 + rr, &i); /* (H, W) */
             const float *src[4];
             for (int k = 0; k < 4; k++) {
                 int y = 2 * i - 1 + k;
@@ -150,14 +157,13 @@ static void input_tiles(float *v, const float *x, int cc, const struct wino *g, 
  * image), the adjoint of the output transform. A = [1 0; 1 1; 1 -1; 0 -1]. */
 static void dout_tiles(float *v, const float *dy, int cc, const struct wino *g, long r0, int rows)
 {
-    const int h = g->h, w = g->w, th = g->th, tw = g->tw;
-    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld, plane = (size_t)h * w;
+    const int h = g->h, w = g->w, tw = g->tw;
+    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld;
 #pragma omp for collapse(2) schedule(static)
     for (int ch = 0; ch < cc; ch++) {
         for (int rr = 0; rr < rows; rr++) {
-            long r = r0 + rr;
-            int img = (int)(r / th), i = (int)(r % th);
-            const float *p = dy + ((size_t)img * cc + ch) * plane;
+            int i;
+            const float *p = dy + tile_row_plane(g, cc, ch, r0 + rr, &i);
             const float *src[2] = {p + (size_t)(2 * i) * w,
                                    2 * i + 1 < h ? p + (size_t)(2 * i + 1) * w : NULL};
             float *dst = v + (size_t)ch * ld + (size_t)rr * tw;
@@ -228,14 +234,13 @@ static inline void store_pairs(float *restrict row, const float *restrict e,
 static void output_tiles(float *y, const float *mm, const float *bias, int accumulate, int cc,
                          const struct wino *g, long r0, int rows)
 {
-    const int h = g->h, w = g->w, th = g->th, tw = g->tw;
-    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld, plane = (size_t)h * w;
+    const int h = g->h, w = g->w, tw = g->tw;
+    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld;
 #pragma omp for collapse(2) schedule(static)
     for (int ch = 0; ch < cc; ch++) {
         for (int rr = 0; rr < rows; rr++) {
-            long r = r0 + rr;
-            int img = (int)(r / th), i = (int)(r % th);
-            float *p = y + ((size_t)img * cc + ch) * plane;
+            int i;
+            float *p = y + tile_row_plane(g, cc, ch, r0 + rr, &i);
             float *dst0 = p + (size_t)(2 * i) * w;
             float *dst1 = 2 * i + 1 < h ? dst0 + w : NULL;
             const float *src = mm + (size_t)ch * ld + (size_t)rr * tw;
