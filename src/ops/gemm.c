@@ -10,6 +10,8 @@
 #include "ptl/ops.h"
 
 #include <blis.h>
+#include <pthread.h>
+#include <string.h>
 
 #include "ops/check.h"
 #include "ops/gemm.h"
@@ -57,4 +59,46 @@ int ptl__sgemm_single(int trans_a, int trans_b, int m, int n, int k, float alpha
                       int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     return sgemm_on(1, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* ---- the micro-kernel ---- */
+
+typedef void (*sgemm_ukr_fn)(dim_t m, dim_t n, dim_t k, float *alpha, float *a, float *b,
+                             float *beta, float *c, inc_t rs_c, inc_t cs_c, auxinfo_t *data,
+                             cntx_t *cntx);
+
+static struct ptl__ukernel ukernel;
+static pthread_once_t ukernel_once = PTHREAD_ONCE_INIT;
+
+static void ukernel_query(void)
+{
+    cntx_t *cntx = bli_gks_query_cntx();
+    ukernel.cntx = cntx;
+    ukernel.fn = (void *)bli_cntx_get_l3_nat_ukr_dt(BLIS_FLOAT, BLIS_GEMM_UKR, cntx);
+    ukernel.mr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, cntx);
+    ukernel.nr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, cntx);
+    ukernel.row_pref = bli_cntx_l3_nat_ukr_prefers_rows_dt(BLIS_FLOAT, BLIS_GEMM_UKR, cntx) != 0;
+    /* Packed panels are exactly mr (nr) wide only when BLIS pads them no further. */
+    if (bli_cntx_get_blksz_max_dt(BLIS_FLOAT, BLIS_MR, cntx) != ukernel.mr ||
+        bli_cntx_get_blksz_max_dt(BLIS_FLOAT, BLIS_NR, cntx) != ukernel.nr)
+        ukernel.fn = NULL;
+}
+
+const struct ptl__ukernel *ptl__ukernel(void)
+{
+    pthread_once(&ukernel_once, ukernel_query);
+    return &ukernel;
+}
+
+void ptl__ukernel_run(const struct ptl__ukernel *u, int k, const float *a, const float *b,
+                      float beta, float *c, long rs_c, long cs_c, const float *next_a,
+                      const float *next_b)
+{
+    float one = 1.0f;
+    auxinfo_t aux;
+    memset(&aux, 0, sizeof aux);
+    bli_auxinfo_set_next_ab((void *)next_a, (void *)next_b, &aux);
+    /* BLIS takes non-const pointers but does not write A, B, alpha or beta. */
+    ((sgemm_ukr_fn)u->fn)(u->mr, u->nr, k, &one, (float *)a, (float *)b, &beta, c, rs_c, cs_c,
+                          &aux, (cntx_t *)u->cntx);
 }

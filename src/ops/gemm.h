@@ -7,4 +7,24 @@
 int ptl__sgemm_single(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                       int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* BLIS's native single-precision micro-kernel, for drivers that lay out their own operands in
+ * its packed formats (ops/winograd.c): A as micro-panels of mr rows, element (i, p) at
+ * a[p * mr + i]; B as micro-panels of nr columns, element (p, j) at b[p * nr + j]; both
+ * 64-byte aligned and zero-padded to whole panels. */
+struct ptl__ukernel {
+    int mr, nr;   /* the kernel's register block: C is mr x nr */
+    int row_pref; /* 1 when it is fastest on row-stored C (column stride 1) */
+    void *fn;     /* BLIS's sgemm ukernel */
+    void *cntx;   /* the BLIS context it belongs to */
+};
+
+/* The kernel of the CPU BLIS runs on (queried once, thread-safe). */
+const struct ptl__ukernel *ptl__ukernel(void);
+
+/* C (mr x nr, element (i, j) at c[i * rs_c + j * cs_c]) = A B + beta C over k, A and B one
+ * packed micro-panel each. next_a/next_b: the panels of the following call (prefetch hints). */
+void ptl__ukernel_run(const struct ptl__ukernel *u, int k, const float *a, const float *b,
+                      float beta, float *c, long rs_c, long cs_c, const float *next_a,
+                      const float *next_b);
+
 #endif

@@ -4,11 +4,12 @@
  *
  * Each 2x2 block of outputs is one tile, computed from the 4x4 input patch around it:
  *     Y = A^T [ (G g G^T) .* (B^T d B) ] A.
- * Over a chunk of T tiles (tile rows of consecutive images) the 16 element-wise products
- * become 16 GEMMs  M[xi] (C_out, T) = U[xi] (C_out, C_in) x V[xi] (C_in, T).
+ * Over a block of T tiles the 16 element-wise products become 16 GEMMs
+ *     M[xi] (C_out, T) = U[xi] (C_out, C_in) x V[xi] (C_in, T),
+ * run on BLIS's micro-kernel with the transforms fused around them (winograd.c).
  * Backward data is the same forward on d_out with the kernel turned by 180 degrees (an index
  * permutation of U, transposed); backward weights sums dU[xi] += (A dY A^T)[xi] x V[xi]^T over
- * all chunks and maps it back with d_weight += G^T dU G. */
+ * chunks of tiles and maps it back with d_weight += G^T dU G. */
 #ifndef PTL_OPS_WINOGRAD_H
 #define PTL_OPS_WINOGRAD_H
 
@@ -17,11 +18,13 @@
 #include "ptl/ops.h"
 
 /* 1 when conv2d should take the Winograd path for this (already validated) shape: 3x3 kernel,
- * stride 1, padding 1, and channel counts where it measured faster than im2col. */
+ * stride 1, padding 1, channel counts where it measured faster than im2col, and a BLIS whose
+ * micro-kernel the fused blocks can drive. */
 int ptl__winograd_applies(const struct ptl_conv2d_shape *s);
 
-/* Floats of scratch for forward and backward: one chunk of transformed tiles plus the
- * transformed weights and their gradient. Does not grow with the batch. */
+/* Floats of scratch for forward and backward: the transformed weights (or their gradient) plus
+ * one block buffer per thread, or one chunk of transformed tiles. Does not grow with the batch;
+ * sized for as many threads as this process may use cores. */
 size_t ptl__winograd_workspace_floats(const struct ptl_conv2d_shape *s);
 
 /* out (N, C_out, H, W) = conv(in) (+ bias when not NULL). The shape must satisfy

@@ -452,6 +452,19 @@ Test(winograd, kernel_rows_wider_than_a_chunk)
     check_wino(SHAPE(2, 2, 3, 2051, 2, 3, 3, 1, 1, 1, 1), 1, 1, 256);
 }
 
+/* output channels in two slices of the fused blocks, the last mr-panel partial, and blocks of
+ * tiles that cross images and end part-way through a panel */
+Test(winograd, kernel_channel_slices_and_partial_blocks)
+{
+    check_wino(SHAPE(3, 5, 9, 11, 103, 3, 3, 1, 1, 1, 1), 1, 1, 64);
+}
+
+/* large weights take the wide blocks (C_in * C_out above 256 * 256) */
+Test(winograd, kernel_wide_blocks)
+{
+    check_wino(SHAPE(2, 257, 5, 7, 259, 3, 3, 1, 1, 1, 1), 0, 1, 24);
+}
+
 /* planes smaller than one tile, and a single row / column */
 Test(winograd, kernel_tiny_planes)
 {
