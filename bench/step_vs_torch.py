@@ -8,7 +8,12 @@ torch.optim.SGD(lr 0.01, momentum 0.9, weight decay 5e-4); median step time over
 PyTorch references ptl is tested against). Prints images/s, ours/PyTorch, and what the PTL
 branch costs each framework relative to its backbone (time ptl-X / time X).
 
-usage: bench/step_vs_torch.py PATH/TO/ptl [--threads T] [--steps S] [--warmup W] [--quick]
+With --rounds R the whole set runs R times, ptl and PyTorch alternating arch by arch, and the
+table gives medians over the rounds, with the range of the per-round ratios: on a shared
+machine one round can be off by 25%.
+
+usage: bench/step_vs_torch.py PATH/TO/ptl [--threads T] [--steps S] [--warmup W] [--rounds R]
+                              [--quick]
 """
 import argparse
 import os
@@ -78,28 +83,45 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="batch 4 at a quarter of the input size")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the whole set R times and report medians (default 1)")
     a = ap.parse_args()
+    if a.rounds < 1:
+        sys.exit(f"step_vs_torch: --rounds must be at least 1, got {a.rounds}")
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {a.threads} threads, median of {a.steps} steps "
-          f"after {a.warmup} warm-up; images/s")
-    print(f"{'arch':<16}{'input':>12}{'batch':>6}{'ptl':>10}{'PyTorch':>10}{'ptl/PyTorch':>13}")
-    rows = {}
+          f"after {a.warmup} warm-up, {a.rounds} round(s); images/s")
+    cases = []
     for backbone, c, h, w, batch in CASES:
         if a.quick:
             h, w, batch = h // 4, w // 4, 4
         for arch in (backbone, "ptl-" + backbone):
-            shape = (c, h, w)
+            cases.append((arch, (c, h, w), batch))
+    times = {arch: [] for arch, _, _ in cases}  # per round: (ptl s, PyTorch s)
+    for r in range(a.rounds):
+        if a.rounds > 1:
+            print(f"round {r + 1}/{a.rounds}", file=sys.stderr, flush=True)
+        for arch, shape, batch in cases:
             t_ours = time_ptl(a.ptl, arch, shape, batch, a.steps, a.warmup, a.threads)
             t_torch = time_torch(arch, shape, batch, a.steps, a.warmup)
-            rows[arch] = (t_ours, t_torch)
-            print(f"{arch:<16}{'x'.join(map(str, shape)):>12}{batch:>6}{batch / t_ours:>10.2f}"
-                  f"{batch / t_torch:>10.2f}{t_torch / t_ours:>12.2f}x", flush=True)
-    print("\nPTL branch cost (step time of ptl-X / X):")
+            times[arch].append((t_ours, t_torch))
+    med = statistics.median
+    ratio_col = "ptl/PyTorch" + (" (range)" if a.rounds > 1 else "")
+    print(f"{'arch':<16}{'input':>12}{'batch':>6}{'ptl':>10}{'PyTorch':>10}  {ratio_col}")
+    for arch, shape, batch in cases:
+        runs = times[arch]
+        ratios = [t / o for o, t in runs]
+        spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if a.rounds > 1 else ""
+        print(f"{arch:<16}{'x'.join(map(str, shape)):>12}{batch:>6}"
+              f"{batch / med([o for o, _ in runs]):>10.2f}{batch / med([t for _, t in runs]):>10.2f}"
+              f"  {med(ratios):.2f}x{spread}")
+    print("\nPTL branch cost (step time of ptl-X / X" +
+          (", median of the rounds" if a.rounds > 1 else "") + "):")
     for backbone, *_ in CASES:
-        ours = rows["ptl-" + backbone][0] / rows[backbone][0]
-        theirs = rows["ptl-" + backbone][1] / rows[backbone][1]
+        pairs = list(zip(times["ptl-" + backbone], times[backbone]))
+        ours = med([p[0] / b[0] for p, b in pairs])
+        theirs = med([p[1] / b[1] for p, b in pairs])
         print(f"  {backbone:<10} ptl {ours:.2f}x   PyTorch {theirs:.2f}x")
-
 
 if __name__ == "__main__":
     main()
