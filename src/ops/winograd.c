@@ -403,6 +403,50 @@ static void locate_tiles(struct tile_at *at, long t0, int nt, const struct wino 
     }
 }
 
+/* A run of a block's tiles along one tile row: tiles l0..l0+n, whose outputs start at `out`
+ * (row 2i, column 2j0 of channel 0); tail: the last tile has no second column (odd W). */
+struct tile_run {
+    int l0, n, tail, below;
+    long out;
+};
+
+static int tile_runs(struct tile_run *runs, const struct tile_at *at, int nt)
+{
+    int count = 0;
+    for (int l = 0; l < nt; l++) {
+        if (l == 0 || at[l].out != at[l - 1].out + 2 || !at[l - 1].right)
+            runs[count++] = (struct tile_run){l, 0, 0, at[l].below, at[l].out};
+        struct tile_run *r = &runs[count - 1];
+        r->n++;
+        r->tail = !at[l].right;
+    }
+    return count;
+}
+
+/* row[2j], row[2j+1] (+)= e[j], f[j] for j < nfull, and row[2 nfull] (+)= e[nfull] when the
+ * run ends in the middle of a tile (tail). Plain loops the compiler vectorises. */
+static inline void store_pairs(float *restrict row, const float *restrict e,
+                               const float *restrict f, int nfull, int tail, int accumulate)
+{
+    if (accumulate) {
+#pragma omp simd
+        for (int j = 0; j < nfull; j++) {
+            row[2 * j] += e[j];
+            row[2 * j + 1] += f[j];
+        }
+        if (tail)
+            row[2 * nfull] += e[nfull];
+    } else {
+#pragma omp simd
+        for (int j = 0; j < nfull; j++) {
+            row[2 * j] = e[j];
+            row[2 * j + 1] = f[j];
+        }
+        if (tail)
+            row[2 * nfull] = e[nfull];
+    }
+}
+
 /* v [16][panels][k][nr] (panel stride g->b_ps): B^T d B of the block's tiles over the k
  * channels of x, in the packed B layout (tile lanes past nt are zero).
  * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], applied to the rows and to the columns. */
@@ -464,7 +508,7 @@ static void block_input(float *restrict v, const float *restrict x, const struct
  * m [16][mb][nb] (element (row, tile) at row * rs + tile * cs). A^T = [1 1 1 0; 0 1 -1 -1]. */
 static void block_output(float *restrict y, const float *restrict mm, long rs, long cs,
                          const float *bias, int accumulate, int o0, int rows,
-                         const struct tile_at *at, int nt, const struct wino *g)
+                         const struct tile_run *runs, int nruns, int nt, const struct wino *g)
 {
     const size_t plane = (size_t)g->h * g->w, xs = (size_t)g->mb * g->nb;
     const int w = g->w;
@@ -489,27 +533,12 @@ static void block_output(float *restrict y, const float *restrict mm, long rs, l
             y11[l] = z1 - z2 - z3 + b;
         }
         float *ch = y + (size_t)(o0 + r) * plane;
-        for (int l = 0; l < nt; l++) {
-            float *p = ch + at[l].out;
-            if (accumulate) {
-                p[0] += y00[l];
-                if (at[l].right)
-                    p[1] += y01[l];
-                if (at[l].below) {
-                    p[w] += y10[l];
-                    if (at[l].right)
-                        p[w + 1] += y11[l];
-                }
-            } else {
-                p[0] = y00[l];
-                if (at[l].right)
-                    p[1] = y01[l];
-                if (at[l].below) {
-                    p[w] = y10[l];
-                    if (at[l].right)
-                        p[w + 1] = y11[l];
-                }
-            }
+        for (int k = 0; k < nruns; k++) {
+            const struct tile_run *u = &runs[k];
+            const int l0 = u->l0, nfull = u->n - u->tail;
+            store_pairs(ch + u->out, y00 + l0, y01 + l0, nfull, u->tail, accumulate);
+            if (u->below)
+                store_pairs(ch + u->out + w, y10 + l0, y11 + l0, nfull, u->tail, accumulate);
         }
     }
 }
@@ -529,11 +558,13 @@ static void fused_conv(float *y, const float *x, const float *up, const float *b
     float *mine = ws + (size_t)omp_get_thread_num() * block_floats(g, k_ch);
     float *v = mine, *mm = mine + 16 * b_xs; /* both 64-byte aligned */
     struct tile_at at[WIDE_PANELS * UK_MAX];
+    struct tile_run runs[WIDE_PANELS * UK_MAX];
 #pragma omp for schedule(static)
     for (long blk = 0; blk < blocks; blk++) {
         const long t0 = blk * nb;
         const int nt = g->ntiles - t0 < nb ? (int)(g->ntiles - t0) : nb;
         locate_tiles(at, t0, nt, g, k_ch, m_ch);
+        const int nruns = tile_runs(runs, at, nt);
         block_input(v, x, at, nt, k_ch, g);
         const int used = (nt + nr - 1) / nr; /* panels with tiles in them */
         for (int o0 = 0; o0 < m_ch; o0 += mb) {
@@ -548,7 +579,7 @@ static void fused_conv(float *y, const float *x, const float *up, const float *b
                     }
                 }
             }
-            block_output(y, mm, rs, cs, bias, accumulate, o0, rows, at, nt, g);
+            block_output(y, mm, rs, cs, bias, accumulate, o0, rows, runs, nruns, nt, g);
         }
     }
 }
