@@ -9,9 +9,8 @@
  * into the packed layout of BLIS's sgemm micro-kernel, the kernel multiplies them with the
  * transformed weights (packed once per call), and the output transform turns each slice of
  * output channels back into pixels while it is still in cache. Nothing the size of the batch
- * passes through memory twice, and BLIS packs nothing (docs/performance.md measured the
- * unfused version: a third of its time in the transforms' memory traffic, and 96 against 137
- * GFLOPS for the same GEMMs through bli_sgemm).
+ * passes through memory twice, and BLIS packs nothing (docs/performance.md: the same 16 GEMMs
+ * ran at 96 GFLOPS through bli_sgemm, 137 on packed panels through the micro-kernel).
  *
  * Backward weights sums dU[xi] += (A dY A^T)[xi] x V[xi]^T over chunks of tile rows with BLIS
  * GEMMs (K = tiles: long, efficient GEMMs), then maps dU back with G^T dU G.
@@ -44,11 +43,11 @@
 #define JB 32
 /* Fused blocks: BLOCK_PANELS micro-panels of tiles (48 tiles with BLIS's 6x16 kernel), and the
  * output channels in slices of about BLOCK_ROWS, so that a slice's 16 results (16 x 96 x 48
- * floats, 295 KB) stay in L2 until the output transform reads them. 32-64 tiles and 48-144
- * rows measured alike. */
+ * floats, 295 KB) stay in L2 until the output transform reads them. 32, 48 and 64 tiles ran
+ * alike in a GEMM-only test (134-138 GFLOPS, 64 -> 256 channels, 2 threads). */
 #define BLOCK_PANELS 3
 #define BLOCK_ROWS 96
-/* With large weights (C_in * C_out above WIDE_WEIGHTS, 16 x 4 MB packed) each block reads them
+/* With large weights (C_in * C_out above WIDE_WEIGHTS: 4 MB packed) each block reads them
  * all from the last-level cache or memory: wider blocks (and narrower slices, to keep the
  * slice in L2) read them fewer times: 512x512 at 256 tiles, fwd+bwd 79 GFLOPS at 48 tiles
  * per block, 103 at 128 (2 threads). */
@@ -70,7 +69,7 @@ struct wino {
     int chunk_rows;    /* tile rows per weight-gradient chunk */
     size_t tiles;      /* tiles per full chunk: chunk_rows * tw */
     int mr, nr;        /* the micro-kernel's block */
-    int nb, mb;        /* fused block: tiles (BLOCK_PANELS * nr), rows per slice (mr multiple) */
+    int nb, mb;        /* fused block: tiles (BLOCK_ or WIDE_PANELS * nr), rows per slice */
     int slots;         /* block buffers in the workspace */
 };
 
