@@ -219,6 +219,19 @@ Test(conv2d, direct_1x1_small_images_batched)
     check_conv(SHAPE(3, 3, 4, 5, 4, 1, 1, 1, 1, 0, 0), 1, PATH_BATCHED);
 }
 
+static void check_accumulates(struct ptl_conv2d_shape s);
+
+/* 1x1 stride-1 convs go per image from 128 output pixels (ResNet-50's layer3 at 256x128 and
+ * the PTL fuse convs beside it), other kernels from 512; on two threads as image lanes. */
+Test(conv2d, direct_1x1_per_image_from_128_pixels)
+{
+    cr_assert_eq(ptl_threads_set(2), 0);
+    check_conv(SHAPE(4, 6, 16, 8, 5, 1, 1, 1, 1, 0, 0), 1, PATH_DIRECT);
+    check_conv(SHAPE(4, 6, 12, 10, 5, 1, 1, 1, 1, 0, 0), 1, PATH_BATCHED);
+    check_conv(SHAPE(4, 6, 16, 8, 5, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
+    check_accumulates(SHAPE(4, 6, 16, 8, 5, 1, 1, 1, 1, 0, 0));
+}
+
 Test(conv2d, per_image_3x3_large_output)
 {
     check_conv(SHAPE(2, 2, 24, 24, 3, 3, 3, 1, 1, 1, 1), 1, PATH_PER_IMAGE);
@@ -253,8 +266,6 @@ Test(conv2d, two_threads_per_image)
     cr_assert_eq(ptl_threads_set(2), 0);
     check_conv(SHAPE(2, 8, 24, 24, 6, 3, 3, 1, 1, 1, 1), 1, PATH_PER_IMAGE);
 }
-
-static void check_accumulates(struct ptl_conv2d_shape s);
 
 /* Image lanes (one thread per image, single-threaded GEMMs) on two threads: an even batch, an
  * odd one too small to share (BLIS threads instead), an odd one large enough to share with a
