@@ -260,13 +260,29 @@ static void plan_grad_zeroing(struct ptl_model *m)
     }
 }
 
+/* Zeroes n floats; large buffers on all threads, a slice each (one thread alone leaves most
+ * of the memory bandwidth unused: a ptl-resnet18 step zeroes about 230 MB). */
+static void zero_floats(float *p, size_t n)
+{
+    enum { SLICE = 1 << 16 }; /* floats per parallel piece: 256 KB */
+    if (n < 4 * (size_t)SLICE) {
+        memset(p, 0, n * sizeof *p);
+        return;
+    }
+    long pieces = (long)((n + SLICE - 1) / SLICE);
+#pragma omp parallel for schedule(static)
+    for (long k = 0; k < pieces; k++) {
+        size_t lo = (size_t)k * SLICE, len = n - lo < SLICE ? n - lo : SLICE;
+        memset(p + lo, 0, len * sizeof *p);
+    }
+}
+
 /* Zeroes the gradient storages whose zero_at is `when`. */
 static void zero_grads(struct ptl_model *m, int when)
 {
     for (int t = 0; t < m->n_tensors; t++)
         if (m->zero_at[t] == when && m->tensors[t].shares < 0)
-            memset(m->act_grad + m->tensors[t].offset, 0,
-                   (size_t)m->batch * graph_numel(m, t) * sizeof(float));
+            zero_floats(m->act_grad + m->tensors[t].offset, (size_t)m->batch * graph_numel(m, t));
 }
 
 /* Lays out the arenas for a batch of n (only when n changes). */
@@ -477,7 +493,7 @@ int ptl_model_backward(struct ptl_model *m, const float *const *d_outputs, float
 
 void ptl_model_zero_grad(struct ptl_model *m)
 {
-    memset(m->grads, 0, m->n_param_floats * sizeof(float));
+    zero_floats(m->grads, m->n_param_floats);
 }
 
 void ptl_model_reset_state(struct ptl_model *m, uint64_t epoch)

@@ -784,3 +784,40 @@ Test(models, backward_needs_training_forward)
     free(d1);
     ptl_model_free(m);
 }
+
+/* A second step from zeroed gradients repeats the first exactly: every activation gradient is
+ * zeroed before backward accumulates into it and ptl_model_zero_grad clears every parameter
+ * gradient, here with buffers large enough (and of odd lengths) to be zeroed in parallel
+ * slices on two threads. */
+Test(models, second_step_repeats_the_first)
+{
+    cr_assert_eq(ptl_threads_set(2), 0);
+    struct ptl_model_config cfg = {.classes = 5, .in_c = 3, .in_h = 36, .in_w = 36};
+    struct ptl_model *m = NULL;
+    cr_assert(ptl_model_create(&m, "resnet18-small", &cfg) == 0, "%s", ptl_error_message());
+    const int n = 4;
+    const size_t in_len = (size_t)n * 3 * 36 * 36, np = ptl_model_param_floats(m);
+    float *x = tc_alloc(in_len), *dx[2] = {tc_alloc(in_len), tc_alloc(in_len)};
+    float *grads[2] = {tc_alloc(np), tc_alloc(np)};
+    float *d_logits = tc_alloc((size_t)n * 5);
+    tc_fill(x, in_len, 3, -1, 1);
+    tc_fill(d_logits, (size_t)n * 5, 4, -1, 1);
+    const float *d[2] = {NULL, d_logits};
+    for (int step = 0; step < 2; step++) {
+        ptl_model_zero_grad(m);
+        cr_assert(ptl_model_forward(m, x, n, 1) == 0, "%s", ptl_error_message());
+        cr_assert(ptl_model_backward(m, d, dx[step]) == 0, "%s", ptl_error_message());
+        memcpy(grads[step], ptl_model_grads(m), np * sizeof(float));
+    }
+    cr_expect(memcmp(grads[0], grads[1], np * sizeof(float)) == 0,
+              "parameter gradients of the second step differ from the first");
+    cr_expect(memcmp(dx[0], dx[1], in_len * sizeof(float)) == 0,
+              "input gradient of the second step differs from the first");
+    free(x);
+    free(dx[0]);
+    free(dx[1]);
+    free(grads[0]);
+    free(grads[1]);
+    free(d_logits);
+    ptl_model_free(m);
+}
