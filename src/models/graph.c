@@ -264,13 +264,9 @@ static void plan_grad_zeroing(struct ptl_model *m)
  * of the memory bandwidth unused: a ptl-resnet18 step zeroes about 230 MB). */
 static void zero_floats(float *p, size_t n)
 {
-    enum { SLICE = 1 << 16 }; /* floats per parallel piece: 256 KB */
-    if (n < 4 * (size_t)SLICE) {
-        memset(p, 0, n * sizeof *p);
-        return;
-    }
+    enum { SLICE = 1 << 16 }; /* floats per piece: 256 KB; fork from 4 pieces (1 MB) on */
     long pieces = (long)((n + SLICE - 1) / SLICE);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (pieces >= 4)
     for (long k = 0; k < pieces; k++) {
         size_t lo = (size_t)k * SLICE, len = n - lo < SLICE ? n - lo : SLICE;
         memset(p + lo, 0, len * sizeof *p);
