@@ -24,6 +24,11 @@ extern "C" {
 int ptl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc);
 
+/* One line naming the BLIS version and kernel set the GEMMs run on, and who chose it (BLIS, the
+ * user's BLIS_ARCH_TYPE, or ptl where BLIS has no kernels for the CPU), e.g.
+ * "BLIS 0.9.0, kernels skx (chosen by ptl: ...)". Static storage. */
+const char *ptl_blis_kernels(void);
+
 /* ---- conv2d (groups 1): weight (C_out, C_in, KH, KW), bias (C_out) or NULL ---- */
 struct ptl_conv2d_shape {
     int n, c_in, h, w;          /* input (N, C_in, H, W) */

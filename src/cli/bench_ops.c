@@ -500,8 +500,8 @@ int ptl_cli_bench(int argc, char **argv)
         printf("# ptl %s bench ops: threads %d, reps %d, warmup %d\n", ptl_version(), o.threads,
                o.reps, o.warmup);
     else
-        printf("ptl %s bench ops: %d threads, median of %d reps after %d warm-up; GFLOPS\n",
-               ptl_version(), o.threads, o.reps, o.warmup);
+        printf("ptl %s bench ops: %d threads, median of %d reps after %d warm-up; GFLOPS\n%s\n",
+               ptl_version(), o.threads, o.reps, o.warmup, ptl_blis_kernels());
     print_header(o.tsv);
     struct row total = {0};
     for (int i = 0; i < o.nl; i++) {

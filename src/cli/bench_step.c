@@ -196,6 +196,8 @@ static int run(const struct step_opts *o)
                    "%.3f s over %d steps, %.2f images/s\n",
                    ptl_version(), o->arch, o->c, o->h, o->w, o->batch, o->threads, med, o->steps,
                    o->batch / med);
+        if (!o->tsv)
+            printf("%s\n", ptl_blis_kernels());
         if (o->profile)
             ptl_model_print_profile(m, o->steps, 15, stdout);
     } else {

@@ -51,7 +51,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("ptl %s\n", ptl_version());
+        printf("ptl %s\n%s\n", ptl_version(), ptl_blis_kernels());
         return 0;
     }
     if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "dist") == 0) {

@@ -16,6 +16,13 @@
 #include "ops/check.h"
 #include "ops/gemm.h"
 
+/* BLIS fixes its kernel set at first use, so it is chosen before main(); this file holds the
+ * constructor because every program that runs a GEMM links it. */
+__attribute__((constructor)) static void select_blis_kernels(void)
+{
+    ptl__blis_select();
+}
+
 /* threads 0: BLIS's global setting (ptl_threads_set); else that many. */
 static int sgemm_on(int threads, int trans_a, int trans_b, int m, int n, int k, float alpha,
                     const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)

@@ -7,6 +7,10 @@
 int ptl__sgemm_single(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                       int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* Sets BLIS_ARCH_TYPE where BLIS would run its reference kernels (ops/blis_select.c); must run
+ * before anything calls BLIS, so ops/gemm.c calls it from a constructor. */
+void ptl__blis_select(void);
+
 /* BLIS's native single-precision micro-kernel, for drivers that lay out their own operands in
  * its packed formats (ops/winograd.c): A as micro-panels of mr rows, element (i, p) at
  * a[p * mr + i]; B as micro-panels of nr columns, element (p, j) at b[p * nr + j]; both

@@ -11,6 +11,7 @@
 
 #include "ptl/core.h"
 #include "ptl/io.h"
+#include "ptl/ops.h"
 #include "train/loop.h"
 
 /* Independent seeds for the independent random streams of a run, so the data order, the
@@ -700,17 +701,17 @@ int ptl_train_run(const struct ptl_config *cfg, const char *run_dir,
         rc = agree(&t, open_debug_log(&t), "to open its debug log");
     if (rc == 0) {
         if (is_root(&t)) {
-            char extra[640];
+            char extra[800];
             size_t bucket_floats = 0;
             int buckets = t.sync ? ptl_grad_sync_buckets(t.sync, &bucket_floats, NULL) : 0;
             snprintf(extra, sizeof extra,
                      "\"from_step\":%ld,\"arch\":\"%s\",\"train_samples\":%d,\"batch\":%d,\"steps\":%ld,"
                      "\"threads\":%d,\"ranks\":%d,\"shard\":\"%s\",\"buckets\":%d,"
-                     "\"bucket_floats\":%zu,\"version\":\"%s\"",
+                     "\"bucket_floats\":%zu,\"version\":\"%s\",\"blas\":\"%s\"",
                      t.step, ptl_model_arch(t.model), t.train.n, t.batch, t.max_steps,
                      ptl_threads_get(),
                      t.world->size, t.shard_local ? "local" : "global", buckets, bucket_floats,
-                     ptl_version());
+                     ptl_version(), ptl_blis_kernels());
             ptl_progress_event(&t.progress, t.resumed ? "resume" : "start", extra);
         }
         ptl_stop_install();

@@ -21,6 +21,12 @@ grep_err() { grep -q -- "$1" "$err" || fail "stderr lacks '$1': $(head -c 300 "$
 
 expect 0 "$ptl" --version
 grep_out "^ptl [0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*$"
+grep_out "^BLIS [0-9.]*, kernels [a-z0-9]* ("
+# A user's BLIS_ARCH_TYPE is theirs: ptl reports it and changes nothing (3 is haswell in BLIS 0.9).
+if [ "$(uname -m)" = x86_64 ]; then
+    expect 0 env BLIS_ARCH_TYPE=3 "$ptl" --version
+    grep_out "kernels haswell (set by BLIS_ARCH_TYPE=3)"
+fi
 expect 0 "$ptl" --help
 grep_out "bench ops"
 grep_out "PTL_THREADS"

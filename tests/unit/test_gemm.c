@@ -121,3 +121,21 @@ Test(gemm_errors, bad_arguments)
     expect_error(ptl_sgemm(0, 0, 2, 3, 4, 1, x, 4, NULL, 3, 0, x, 3), "b is NULL");
     expect_error(ptl_sgemm(0, 0, 2, 3, 4, 1, x, 4, x, 3, 0, NULL, 3), "c is NULL");
 }
+
+/* BLIS 0.9.0 runs its reference C kernels on CPUs its table does not know (Zen 4, Zen 5): on
+ * any CPU that can run its AVX2 kernels, ptl must not end up there (ops/blis_select.c). */
+Test(gemm_kernels, no_reference_kernels_where_avx2_runs)
+{
+    const char *line = ptl_blis_kernels();
+    cr_assert(strncmp(line, "BLIS ", 5) == 0 && strstr(line, ", kernels ") != NULL, "%s", line);
+    if (strstr(line, "(set by BLIS_ARCH_TYPE") != NULL)
+        cr_skip_test("BLIS_ARCH_TYPE is set: the user chose the kernels (%s)", line);
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        cr_skip_test("no AVX2 + FMA on this CPU: %s", line);
+    cr_assert(strstr(line, "kernels generic") == NULL, "%s", line);
+#else
+    cr_skip_test("not x86-64: %s", line);
+#endif
+}
