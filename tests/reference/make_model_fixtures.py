@@ -29,8 +29,9 @@ Modes:
         Every expected output, gradient and buffer carries the attribute f32_err: max|torch
         float32 - torch float64| of that tensor (PyTorch's own float32 error on the same run).
       BatchNorm parameters are chosen (randomise_batchnorm) and batches redrawn (train_forward)
-      so that no ReLU input sits within float32 noise of its kink, where ptl and the reference
-      could legitimately take different sides.
+      so that no ReLU input sits within float32 noise of its kink, and no max-pool window's two
+      largest values within float32 noise of each other, where ptl and the reference could
+      legitimately take different sides.
       The model runs in float64 (model.double()) on the float32 data; results are stored
       rounded to float32, so the comparison measures ptl's float32 error only.
 
@@ -266,32 +267,95 @@ def randomise_batchnorm(model, gen):
 
 
 class KinkGuard:
-    """Counts ReLU inputs so close to 0 that float32 may put them on the other side of the kink.
+    """Counts inputs so close to a kink that float32 may put them on the other side of it: ReLU
+    inputs near 0, and max-pool windows whose two largest values nearly tie.
 
-    ptl runs in float32, the reference in float64; after 100+ layers their activations differ
-    by ~1e-5 (relative to the tensor's spread). A pre-ReLU value closer to 0 than that can flip
-    the ReLU's gate, and where a channel has few elements per batch (the last stages at the
-    small test inputs: N*H*W of 4 to 64) one flipped element moves that channel's BatchNorm
-    gradients by percents (still ~2% at 2048). Such batches are redrawn (train_forward); with
-    randomise_batchnorm's parameters near-kink values are rare enough for that to work."""
+    ptl runs in float32, the reference in float64; their activations differ by ~1e-7 of the
+    tensor's spread after the stem and ~1e-5 after 100+ layers. A pre-ReLU value closer to 0
+    than that can flip the ReLU's gate, and a max-pool window whose runner-up is that close to
+    its maximum can send the gradient to the other element (seen: MGN-PTL's global pool over
+    a 3x1 map, one channel's BatchNorm gradients 0.4% off). Where a channel has few elements per
+    batch (the last stages at the small test inputs: N*H*W of 4 to 64; MGN's part pools) one
+    flip moves that channel's gradients by percents (still ~2% at 2048). Such batches are
+    redrawn (train_forward).
 
-    MARGIN = 3e-5   # times the tensor's standard deviation
-    MAX_PER = 4096  # elements per channel (N*H*W) up to which a flip matters
+    The margin grows with depth, counted in ReLUs already passed in this forward:
+    MARGIN * min(1, depth / FULL_DEPTH). With the full margin everywhere, ResNet-50's stem
+    max-pool alone (2048 windows of 9 like-sized values per channel at 128x64) had ~5 near-ties
+    per draw and most batches were redrawn; with randomise_batchnorm's parameters and this
+    margin, redraws are rare.
 
-    def __init__(self, model):
+    A context manager: inside it, torch.nn.functional's relu, max_pool2d and
+    adaptive_max_pool2d count before they compute. nn.ReLU, nn.MaxPool2d and
+    nn.AdaptiveMaxPool2d call these at run time, so modules and functional calls are both seen."""
+
+    MARGIN = 3e-5   # times the tensor's standard deviation, from FULL_DEPTH ReLUs on
+    FULL_DEPTH = 30
+    MAX_PER = 4096  # elements per channel (N*H*W, of the pool's output) up to which a flip matters
+
+    def __init__(self):
         self.near = 0
-        self.handles = [mod.register_forward_pre_hook(self.hook) for mod in model.modules()
-                        if isinstance(mod, nn.ReLU)]
+        self.depth = 0
+        self.saved = {}
 
-    def hook(self, mod, inp):
-        x = inp[0].detach()
+    def margin(self, x):
+        return self.MARGIN * min(1.0, max(self.depth, 1) / self.FULL_DEPTH) * x.std()
+
+    def __enter__(self):
+        self.saved = {n: getattr(F, n) for n in ("relu", "max_pool2d", "adaptive_max_pool2d")}
+        relu, max_pool, adaptive_max_pool = (self.saved[n] for n in
+                                             ("relu", "max_pool2d", "adaptive_max_pool2d"))
+
+        def counting_relu(x, *args, **kwargs):
+            self.count_relu(x.detach())  # before an in-place ReLU overwrites its input
+            return relu(x, *args, **kwargs)
+
+        def counting_max_pool(x, kernel_size, stride=None, padding=0, dilation=1,
+                              *args, **kwargs):
+            self.count_pool(x.detach(), kernel_size, stride or kernel_size, padding, dilation)
+            return max_pool(x, kernel_size, stride, padding, dilation, *args, **kwargs)
+
+        def counting_adaptive_max_pool(x, output_size, *args, **kwargs):
+            h, w = x.shape[-2:]
+            oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+            oh, ow = oh or h, ow or w
+            if h % oh or w % ow:
+                raise NotImplementedError(f"KinkGuard: adaptive max-pool {h}x{w} -> {oh}x{ow} has "
+                                          "overlapping windows")
+            self.count_pool(x.detach(), (h // oh, w // ow), (h // oh, w // ow), 0, 1)
+            return adaptive_max_pool(x, output_size, *args, **kwargs)
+
+        F.relu, F.max_pool2d = counting_relu, counting_max_pool
+        F.adaptive_max_pool2d = counting_adaptive_max_pool
+        return self
+
+    def __exit__(self, *exc):
+        for n, fn in self.saved.items():
+            setattr(F, n, fn)
+        return False
+
+    def count_relu(self, x):
+        self.depth += 1
         per = x.numel() // x.shape[1] if x.dim() >= 2 else x.numel()
         if per <= self.MAX_PER:
-            self.near += int((x.abs() < self.MARGIN * x.std()).sum())
+            self.near += int((x.abs() < self.margin(x)).sum())
 
-    def remove(self):
-        for h in self.handles:
-            h.remove()
+    def count_pool(self, x, kernel, stride, padding, dilation):
+        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+        (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride), pair(padding)
+        if pair(dilation) != (1, 1):
+            raise NotImplementedError("KinkGuard: dilated max-pool")
+        if kh * kw < 2:
+            return
+        xp = F.pad(x, (pw, pw, ph, ph), value=float("-inf"))
+        win = xp.unfold(2, kh, sh).unfold(3, kw, sw)  # (N, C, OH, OW, kh, kw)
+        if win.shape[0] * win.shape[2] * win.shape[3] > self.MAX_PER:
+            return
+        top = win.flatten(-2).topk(2, dim=-1).values
+        first, second = top[..., 0], top[..., 1]
+        # two exact zeros (a ReLU's output) are a tie both sides see alike, with no gradient
+        tie = (first - second < self.margin(x)) & ~((first == 0) & (second == 0))
+        self.near += int(tie.sum())
 
 
 def run_state(model):
@@ -314,20 +378,19 @@ def restore_run_state(model, saved):
 
 def train_forward(model, shape, gen, tries=40):
     """Draws a float32 batch and runs the training forward on it (float64), redrawing (and
-    undoing the forward's effects) while a ReLU input sits at a kink (KinkGuard); after
-    `tries` the last draw is kept, with a warning. Returns (x, outputs)."""
+    undoing the forward's effects) while a ReLU input or a max-pool window sits at a kink
+    (KinkGuard); after `tries` the last draw is kept, with a warning. Returns (x, outputs)."""
     for attempt in range(tries):
         x = torch.randn(shape, generator=gen, dtype=torch.float32)
         saved = run_state(model)
-        guard = KinkGuard(model)
-        result = model(x.double())
-        guard.remove()
+        with KinkGuard() as guard:
+            result = model(x.double())
         if guard.near == 0 or attempt + 1 == tries:
             if guard.near:
-                print(f"fixtures: warning: every draw has ReLU inputs at a kink; keeping one "
+                print(f"fixtures: warning: every draw has inputs at a kink; keeping one "
                       f"with {guard.near}", file=sys.stderr)
             elif attempt:
-                print(f"fixtures: batch redrawn {attempt} times (ReLU inputs at a kink)",
+                print(f"fixtures: batch redrawn {attempt} times (inputs at a kink)",
                       file=sys.stderr)
             return x, outputs_of(model, result)
         del result
