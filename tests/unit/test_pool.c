@@ -2,7 +2,9 @@
  * finite-difference gradients on odd shapes, accumulation and argument errors. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gradcheck.h"
@@ -24,7 +26,8 @@ static size_t in_size(const struct ptl_pool2d_shape *s)
 
 /* ---- naive references ---- */
 
-/* Max pool by scanning every kernel tap: padding taps are skipped, strict > keeps the first. */
+/* Max pool by scanning every kernel tap: padding taps are skipped, strict > keeps the first,
+ * a NaN always wins (so the last NaN of a window), as in PyTorch. */
 static void ref_maxpool(float *out, int32_t *am, const float *in, const struct ptl_pool2d_shape *s,
                         int ho, int wo)
 {
@@ -40,7 +43,7 @@ static void ref_maxpool(float *out, int32_t *am, const float *in, const struct p
                         if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w)
                             continue;
                         float v = in[(size_t)p * s->h * s->w + ih * s->w + iw];
-                        if (at < 0 || v > best) {
+                        if (at < 0 || v > best || isnan(v)) {
                             best = v;
                             at = ih * s->w + iw;
                         }
@@ -108,6 +111,43 @@ Test(pool, maxpool_ties_match_pytorch)
     for (int i = 0; i < 16; i++) {
         cr_expect_eq(y[i], want_y[i], "out[%d]", i);
         cr_expect_eq(am[i], want_i[i], "argmax[%d] = %d, want %d", i, am[i], want_i[i]);
+    }
+}
+
+Test(pool, maxpool_ties_nan_and_inf_on_wide_rows)
+{
+    /* Rows wide enough for the vectorised interior columns, values from a small set so most
+     * windows hold ties (after a ReLU most values are exactly 0), some -inf and NaN. */
+    const struct ptl_pool2d_shape shapes[] = {
+        {2, 3, 7, 41, 3, 3, 2, 2, 1, 1}, /* ResNet's stem pool */
+        {1, 2, 6, 37, 3, 3, 1, 1, 1, 1},
+        {1, 2, 5, 40, 2, 2, 2, 2, 0, 0},
+        {1, 1, 4, 33, 1, 5, 1, 3, 0, 2},
+    };
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        const struct ptl_pool2d_shape *s = &shapes[c];
+        int ho, wo;
+        cr_assert_eq(ptl_pool2d_output_size(s, &ho, &wo), PTL_OK);
+        size_t n = in_size(s), m = (size_t)s->n * s->c * ho * wo;
+        float *x = malloc(n * sizeof *x), *y = malloc(m * sizeof *y), *ry = malloc(m * sizeof *ry);
+        int32_t *am = malloc(m * sizeof *am), *ram = malloc(m * sizeof *ram);
+        cr_assert(x && y && ry && am && ram);
+        for (size_t i = 0; i < n; i++) {
+            unsigned r = ((uint32_t)i * 2654435761u >> 10) % 64; /* a hash of i */
+            x[i] = r == 0 ? NAN : r < 8 ? -INFINITY : r < 40 ? 0.0f : (float)(r % 3);
+        }
+        ref_maxpool(ry, ram, x, s, ho, wo);
+        cr_assert_eq(ptl_maxpool2d_forward(y, am, x, s), PTL_OK);
+        for (size_t i = 0; i < m; i++) {
+            cr_expect(isnan(ry[i]) ? isnan(y[i]) : y[i] == ry[i], "shape %zu out[%zu] = %g, want %g",
+                      c, i, (double)y[i], (double)ry[i]);
+            cr_expect_eq(am[i], ram[i], "shape %zu argmax[%zu] = %d, want %d", c, i, am[i], ram[i]);
+        }
+        free(x);
+        free(y);
+        free(ry);
+        free(am);
+        free(ram);
     }
 }
 
