@@ -79,14 +79,18 @@ static int point_latest(const char *dir, const char *name)
  * are neither counted nor deleted, so a fresh checkpoint is never the one pruned. */
 static void prune(const char *dir, const char *current, long keep)
 {
-    /* Temporary files of writers that were killed (ptl_h5_commit_atomic's NAME.tmp.<pid>):
-     * only this process writes here now, so any other one is a leftover. */
+    /* Temporary files of writers that were killed (ptl_h5_commit_atomic's NAME.tmp.<pid>,
+     * point_latest's latest.tmp.<pid>): only this process writes here now, so any other one is
+     * a leftover. */
     DIR *d = opendir(dir);
     char mine[64];
     snprintf(mine, sizeof mine, ".tmp.%ld", (long)getpid());
     for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
         const char *tmp = strstr(e->d_name, ".h5.tmp.");
-        if (strncmp(e->d_name, "ckpt-", 5) == 0 && tmp && strcmp(tmp + 3, mine) != 0) {
+        int ckpt_tmp = strncmp(e->d_name, "ckpt-", 5) == 0 && tmp && strcmp(tmp + 3, mine) != 0;
+        int latest_tmp = strncmp(e->d_name, "latest.tmp.", 11) == 0 &&
+                         strcmp(e->d_name + 6, mine) != 0;
+        if (ckpt_tmp || latest_tmp) {
             char path[8192];
             snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             unlink(path);

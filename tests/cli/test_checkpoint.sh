@@ -352,6 +352,9 @@ for i in 1 2 3 4 5; do
     echo "ok: SIGKILL $i after $nap s: latest $latest verifies, $(ls "$k/checkpoints" | grep -c tmp) temporary file(s)"
     prev=$s
 done
+# what a kill inside either writer leaves (pid 1 is never ours), whatever the kills above hit
+echo "ckpt-0000000001.h5" >"$k/checkpoints/latest.tmp.1"
+echo "half a file" >"$k/checkpoints/$(printf 'ckpt-%010d.h5' $((prev + 1))).tmp.1"
 run 0 train "$cfg" --out "$k" $kill_args --resume auto --steps $((prev + 2)) ||
     fail "after the kills, the run does not finish: $(tail -c 600 "$err")"
 grep_err "resuming from $k/checkpoints/$(printf 'ckpt-%010d.h5' "$prev")" "after the kills"
