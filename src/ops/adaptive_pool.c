@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "ops/check.h"
+#include "ops/window_max.h"
 #include "ptl/ops.h"
 
 static int check_shape(const char *op, int n, int c, int h, int w, int h_out, int w_out)
@@ -119,19 +120,7 @@ int ptl_adaptive_maxpool2d_forward(float *out, int32_t *argmax, const float *in,
             int h0 = bin_start(oh, h, h_out), h1 = bin_end(oh, h, h_out);
             for (int ow = 0; ow < w_out; ow++) {
                 int w0 = bin_start(ow, w, w_out), w1 = bin_end(ow, w, w_out);
-                /* As PyTorch: first maximum in scan order wins ties, a NaN always wins. */
-                float best = -INFINITY;
-                int32_t best_at = h0 * w + w0;
-                for (int ih = h0; ih < h1; ih++)
-                    for (int iw = w0; iw < w1; iw++) {
-                        float v = x[ih * w + iw];
-                        if (v > best || isnan(v)) {
-                            best = v;
-                            best_at = ih * w + iw;
-                        }
-                    }
-                y[oh * w_out + ow] = best;
-                am[oh * w_out + ow] = best_at;
+                ptl__window_max(x, w, h0, h1, w0, w1, &y[oh * w_out + ow], &am[oh * w_out + ow]);
             }
         }
     }

@@ -6,6 +6,7 @@
 
 #include "ops/check.h"
 #include "ops/vmath.h"
+#include "ops/window_max.h"
 #include "ptl/ops.h"
 
 /* Validates the shape for op and gives the output size; the rules are PyTorch's. */
@@ -49,33 +50,11 @@ static inline int big(const struct ptl_pool2d_shape *s)
     return (long long)s->n * s->c * s->h * s->w >= PTL_OMP_MIN_ELEMENTS;
 }
 
-/* Padding is -inf and never chosen: only the clipped window is scanned. As in PyTorch, the
- * first maximum in scan order (row by row) wins a tie, a NaN always wins (the last NaN, as each
- * replaces the one before), and an all -inf window reports its first cell. */
-static inline void window_max(const float *x, int w, int h0, int h1, int w0, int kw, float *y,
-                              int32_t *am)
-{
-    int w1 = w0 + kw;
-    w0 = w0 < 0 ? 0 : w0;
-    w1 = w1 > w ? w : w1;
-    float best = -INFINITY;
-    int32_t best_at = h0 * w + w0;
-    for (int ih = h0; ih < h1; ih++)
-        for (int iw = w0; iw < w1; iw++) {
-            float v = x[ih * w + iw];
-            if (v > best || isnan(v)) {
-                best = v;
-                best_at = ih * w + iw;
-            }
-        }
-    *y = best;
-    *am = best_at;
-}
-
-/* The same for one output row's columns [lo, hi), whose windows lie inside the row: the window
- * cells are visited in the same order, each for all columns at once, so the compiler can make
- * the compare-and-select vector code (after a ReLU the winner is a coin toss, and the scalar
- * loop's branch mispredicted on most cells: 16 ms for ResNet's stem pool at batch 32). */
+/* ptl__window_max's result for one output row's columns [lo, hi), whose windows lie inside the
+ * row: the window cells are visited in the same order, each for all columns at once, so the
+ * compiler can make the compare-and-select vector code (after a ReLU the winner is a coin toss, and
+ * the scalar loop's branch mispredicted on most cells: 16 ms for ResNet's stem pool at batch 32).
+ */
 static PTL_SIMD_CLONES void interior_max(const float *x, int w, int h0, int h1, int kw, int sw,
                                          int pw, int lo, int hi, float *restrict y,
                                          int32_t *restrict am)
@@ -126,9 +105,12 @@ int ptl_maxpool2d_forward(float *out, int32_t *argmax, const float *in,
             h0 = h0 < 0 ? 0 : h0;
             h1 = h1 > h ? h : h1;
             for (int ow = 0; ow < wo; ow++)
-                if (ow < in_lo || ow >= in_hi)
-                    window_max(x, w, h0, h1, ow * s->stride_w - s->pad_w, s->kw, &y[oh * wo + ow],
-                               &am[oh * wo + ow]);
+                if (ow < in_lo || ow >= in_hi) {
+                    /* padding is -inf and never chosen: only the clipped window is scanned */
+                    int w0 = ow * s->stride_w - s->pad_w, w1 = w0 + s->kw;
+                    ptl__window_max(x, w, h0, h1, w0 < 0 ? 0 : w0, w1 > w ? w : w1,
+                                    &y[oh * wo + ow], &am[oh * wo + ow]);
+                }
             interior_max(x, w, h0, h1, s->kw, s->stride_w, s->pad_w, in_lo, in_hi, &y[oh * wo],
                          &am[oh * wo]);
         }
