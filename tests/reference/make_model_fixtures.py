@@ -270,8 +270,9 @@ class KinkGuard:
     """Counts inputs so close to a kink that float32 may put them on the other side of it: ReLU
     inputs near 0, and max-pool windows whose two largest values nearly tie.
 
-    ptl runs in float32, the reference in float64; their activations differ by ~1e-7 of the
-    tensor's spread after the stem and ~1e-5 after 100+ layers. A pre-ReLU value closer to 0
+    ptl runs in float32, the reference in float64; their activations differ by ~1e-5 of the
+    tensor's spread after 100+ layers, and less the fewer layers lie behind. A pre-ReLU value
+    closer to 0
     than that can flip the ReLU's gate, and a max-pool window whose runner-up is that close to
     its maximum can send the gradient to the other element (seen: MGN-PTL's global pool over
     a 3x1 map, one channel's BatchNorm gradients 0.4% off). Where a channel has few elements per
@@ -281,9 +282,10 @@ class KinkGuard:
 
     The margin grows with depth, counted in ReLUs already passed in this forward:
     MARGIN * min(1, depth / FULL_DEPTH). With the full margin everywhere, ResNet-50's stem
-    max-pool alone (2048 windows of 9 like-sized values per channel at 128x64) had ~5 near-ties
-    per draw and most batches were redrawn; with randomise_batchnorm's parameters and this
-    margin, redraws are rare.
+    max-pool alone (1024 windows of 9 like-sized values per channel at 128x64, batch 2) had ~5
+    near-ties per draw, and its batches were redrawn 28-34 times of the 40 allowed. With this
+    margin, a full run (PTL_MODEL_ORACLE=all) redrew most batches 0-4 times; the most was 27,
+    a ptl-densenet-bc-100 batch.
 
     A context manager: inside it, torch.nn.functional's relu, max_pool2d and
     adaptive_max_pool2d count before they compute. nn.ReLU, nn.MaxPool2d and
