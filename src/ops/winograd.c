@@ -4,16 +4,26 @@
  * the input patch rows 2i-1..2i+2, columns 2j-1..2j+2 (zero outside: padding 1, and the partial
  * last tile of an odd size). Tiles are numbered over the batch: t = (img * th + i) * tw + j.
  *
- * Forward and backward data run one fused pass per block of tiles (a few micro-panels of nb
+ * Forward and backward data run one fused pass per block of tiles (a few micro-panels of
  * tiles, one OpenMP thread per block): the input transform writes the block's 16 V[xi] straight
  * into the packed layout of BLIS's sgemm micro-kernel, the kernel multiplies them with the
  * transformed weights (packed once per call), and the output transform turns each slice of
  * output channels back into pixels while it is still in cache. Nothing the size of the batch
  * passes through memory twice, and BLIS packs nothing (docs/performance.md: the same 16 GEMMs
  * ran at 96 GFLOPS through bli_sgemm, 137 on packed panels through the micro-kernel).
+ * Tiles go on the side of the micro-kernel along which it stores C contiguously (B's nr for a
+ * row-preferring kernel such as haswell's 6x16, A's mr for a column-preferring one such as
+ * skx's 32x12), so that the output transform reads each channel's tiles as one contiguous run
+ * (with tiles on B's side the skx kernel left it a strided gather: forward 5.0 -> 3.4 ms for
+ * 64 -> 64 channels at 32x16, batch 32, 2 threads, Zen 5, with the AVX2 copies below).
  *
- * Backward weights sums dU[xi] += (A dY A^T)[xi] x V[xi]^T over chunks of tile rows with BLIS
- * GEMMs (K = tiles: long, efficient GEMMs), then maps dU back with G^T dU G.
+ * Backward weights sums dU[xi] += (A dY A^T)[xi] x V[xi]^T over chunks of tile rows (K = tiles:
+ * long products; dot_gemm for small weights, BLIS GEMMs for large ones), then maps dU back with
+ * G^T dU G.
+ *
+ * The transform loops that run on whole rows (input_tiles, block_input, block_output) and
+ * dot_gemm have an AVX2 copy (PTL_SIMD_CLONES); dout_tiles has none, as its AVX2 copy was no
+ * faster (slower on 8x4 planes).
  *
  * Workspace (every region 64-byte aligned):
  *   forward           Up (C_out rows, K = C_in) | one block buffer per thread
@@ -24,9 +34,11 @@
 
 #include <omp.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops/check.h"
 #include "ops/gemm.h"
+#include "ops/vmath.h"
 #include "ptl/core.h"
 
 /* Winograd beats im2col from these channel counts and tiles per batch on; below, the transforms
@@ -35,26 +47,38 @@
  * 1.0-1.1x, at 64 1.2-1.5x; 512 channels at 64-128 tiles per batch 0.7-1.0x, at 256+ 1.2-1.4x. */
 #define WINO_MIN_CHANNELS 64
 #define WINO_MIN_TILES 256
+/* The weight gradient's 16 products dU[xi] = Y[xi] X[xi]^T (K = tiles) run as row dot products
+ * (dot_gemm) below DOT_MAX_WEIGHTS = C_in * C_out, through BLIS from there: measured on Zen 5,
+ * 2 threads, d_weight of a batch of 32: 64 -> 64 channels at 32x16 9.1 -> 6.9 ms, 128 at 16x8
+ * 5.8 either way, 256 at 8x4 4.8 -> 6.3 (dot_gemm reads all of X once per DOT_M rows of Y,
+ * which BLIS's packed blocks avoid). */
+#define DOT_MAX_WEIGHTS (128 * 128)
 /* Tiles per chunk of the weight gradient: its GEMMs need a wide T to run at speed (64 was
  * clearly slower), and the chunk's 16*(C_in+C_out)*T floats should stay in the last-level
- * cache; 256-1024 measured alike within the noise of the shared test machine. */
+ * cache. Through BLIS 256-1024 measured alike, 2048 slower; dot_gemm sums each block of dU
+ * once per chunk and runs best at 1024 (64 channels: 8.9 ms at 128 tiles, 8.4 at 256, 7.4 at
+ * 512, 7.0 at 1024, 7.1 at 2048). */
 #define WINO_CHUNK_TILES 512
+#define DOT_CHUNK_TILES 1024
 /* Tiles per block of the weight-gradient transform loops (SIMD lanes over a tile row). */
 #define JB 32
-/* Fused blocks: BLOCK_PANELS micro-panels of tiles (48 tiles with BLIS's 6x16 kernel), and the
- * output channels in slices of about BLOCK_ROWS, so that a slice's 16 results (16 x 96 x 48
- * floats, 295 KB) stay in L2 until the output transform reads them. 32, 48 and 64 tiles ran
- * alike in a GEMM-only test (134-138 GFLOPS, 64 -> 256 channels, 2 threads). */
-#define BLOCK_PANELS 3
-#define BLOCK_ROWS 96
+/* Fused blocks: at least BLOCK_TILES tiles (whole micro-panels: 48 with haswell's 16 tile
+ * lanes, 64 with skx's 32), and the output channels in slices small enough that a slice's 16
+ * results (SLICE_FLOATS: 16 x 96 x 48 floats, 295 KB) stay in L2 until the output transform
+ * reads them. 32, 48 and 64 tiles ran alike in a GEMM-only test (134-138 GFLOPS, 64 -> 256
+ * channels, 2 threads). */
+#define BLOCK_TILES 48
+#define SLICE_FLOATS (16 * 96 * 48)
 /* With large weights (C_in * C_out above WIDE_WEIGHTS: 4 MB packed) each block reads them
  * all from the last-level cache or memory: wider blocks (and narrower slices, to keep the
  * slice in L2) read them fewer times: 512x512 at 256 tiles, fwd+bwd 79 GFLOPS at 48 tiles
  * per block, 103 at 128 (2 threads). */
 #define WIDE_WEIGHTS (256 * 256)
-#define WIDE_PANELS 8
-/* Largest micro-kernel block the fused driver takes (its per-lane arrays are on the stack). */
+#define WIDE_TILES 128
+/* Largest micro-kernel block the fused driver takes, and so the most tiles in a block (its
+ * per-tile arrays are on the stack). */
 #define UK_MAX 64
+#define NB_MAX (WIDE_TILES + UK_MAX)
 /* Most threads the workspace has block buffers for (bounded by the cores anyway). */
 #define SLOTS_MAX 16
 #define ALIGN_FLOATS 16 /* 64 bytes */
@@ -66,10 +90,12 @@ struct wino {
     int th, tw;        /* tiles per column and per row of an image */
     long rows;         /* tile rows in the batch: n * th */
     long ntiles;       /* tiles in the batch: rows * tw */
+    int dot;           /* the weight gradient's products run on dot_gemm, not BLIS */
     int chunk_rows;    /* tile rows per weight-gradient chunk */
     size_t tiles;      /* tiles per full chunk: chunk_rows * tw */
-    int mr, nr;        /* the micro-kernel's block */
-    int nb, mb;        /* fused block: tiles (BLOCK_ or WIDE_PANELS * nr), rows per slice */
+    int row_pref;      /* the micro-kernel stores C by rows: tiles are its nr columns */
+    int lt, lc;        /* lanes of a tile micro-panel and of a channel micro-panel */
+    int nb, mb;        /* fused block: tiles (whole tile panels), output channels per slice */
     int slots;         /* block buffers in the workspace */
 };
 
@@ -89,7 +115,8 @@ static void wino_make(const struct ptl_conv2d_shape *s, struct wino *g)
     g->tw = (s->w + 1) / 2;
     g->rows = (long)s->n * g->th;
     g->ntiles = g->rows * g->tw;
-    long cr = WINO_CHUNK_TILES / g->tw;
+    g->dot = (long)g->m * g->c < DOT_MAX_WEIGHTS;
+    long cr = (g->dot ? DOT_CHUNK_TILES : WINO_CHUNK_TILES) / g->tw;
     if (cr < 1)
         cr = 1;
     if (cr > g->rows)
@@ -97,12 +124,14 @@ static void wino_make(const struct ptl_conv2d_shape *s, struct wino *g)
     g->chunk_rows = (int)cr;
     g->tiles = (size_t)cr * g->tw;
     const struct ptl__ukernel *u = ptl__ukernel();
-    g->mr = ukernel_usable(u) ? u->mr : 1;
-    g->nr = ukernel_usable(u) ? u->nr : 1;
-    int panels = (long)g->m * g->c > WIDE_WEIGHTS ? WIDE_PANELS : BLOCK_PANELS;
-    g->nb = panels * g->nr;
-    int rows = BLOCK_ROWS * BLOCK_PANELS / panels; /* the same slice size */
-    g->mb = rows < g->mr ? g->mr : (rows + g->mr - 1) / g->mr * g->mr;
+    const int usable = ukernel_usable(u);
+    g->row_pref = usable ? u->row_pref : 1;
+    g->lt = !usable ? 1 : g->row_pref ? u->nr : u->mr;
+    g->lc = !usable ? 1 : g->row_pref ? u->mr : u->nr;
+    int want = (long)g->m * g->c > WIDE_WEIGHTS ? WIDE_TILES : BLOCK_TILES;
+    g->nb = (want + g->lt - 1) / g->lt * g->lt; /* <= NB_MAX */
+    int rows = SLICE_FLOATS / (16 * g->nb) / g->lc * g->lc;
+    g->mb = rows < g->lc ? g->lc : rows;
     /* Threads never exceed the cores this process may use, so sizing by them now holds. */
     int cap = ptl_threads_available();
     g->slots = cap < SLOTS_MAX ? cap : SLOTS_MAX;
@@ -127,17 +156,17 @@ static size_t panel_stride(int width, int k)
     return round_up((size_t)width * k, ALIGN_FLOATS);
 }
 
-/* Floats of the packed transformed weights: `rows` rows in whole mr-panels, K = k. */
+/* Floats of the packed transformed weights: `rows` channels in whole lc-panels, K = k. */
 static size_t packed_floats(const struct wino *g, int rows, int k)
 {
-    return 16 * (size_t)((rows + g->mr - 1) / g->mr) * panel_stride(g->mr, k);
+    return 16 * (size_t)((rows + g->lc - 1) / g->lc) * panel_stride(g->lc, k);
 }
 
 /* Floats of one thread's block buffer for k input channels: the block's packed V (16 x k x nb)
  * and one slice of results (16 x mb x nb). */
 static size_t block_floats(const struct wino *g, int k)
 {
-    return 16 * (size_t)(g->nb / g->nr) * panel_stride(g->nr, k) +
+    return 16 * (size_t)(g->nb / g->lt) * panel_stride(g->lt, k) +
            round_up(16 * (size_t)g->mb * g->nb, ALIGN_FLOATS);
 }
 
@@ -173,9 +202,56 @@ static inline size_t tile_row_plane(const struct wino *g, int cc, int ch, long r
     return ((size_t)(r / g->th) * cc + ch) * (size_t)g->h * g->w;
 }
 
+/* out[(4a + b) * xs + j], j < nj <= JB: B^T d B of the 4x4 input patches of nj consecutive tiles
+ * along a tile row of the (H, W) plane p, the first patch's top-left corner at row y0, column
+ * x0 (zero outside the plane). Rows are loaded whole, so the loops run over contiguous columns.
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], applied to the rows, then the columns. */
+static inline __attribute__((always_inline)) void tile_row_input(float *restrict out, size_t xs,
+                                                                 const float *p, int y0, int x0,
+                                                                 int nj, const struct wino *g)
+{
+    const int ncol = 2 * nj + 2;
+    const int lo = x0 < 0 ? -x0 : 0, hi = g->w - x0 < ncol ? g->w - x0 : ncol;
+    /* Rows above/below the plane read zeros; so do the columns beyond it (t below). */
+    const float *rp[4];
+    int off[4];
+    for (int r = 0; r < 4; r++) {
+        int y = y0 + r, inside = y >= 0 && y < g->h;
+        rp[r] = inside ? p + (size_t)y * g->w : zeros;
+        off[r] = inside ? x0 : 0;
+    }
+    float t[4][2 * JB + 2];
+    for (int q = 0; q < lo; q++)
+        t[0][q] = t[1][q] = t[2][q] = t[3][q] = 0.0f;
+#pragma omp simd
+    for (int q = lo; q < hi; q++) {
+        float d0 = rp[0][off[0] + q], d1 = rp[1][off[1] + q];
+        float d2 = rp[2][off[2] + q], d3 = rp[3][off[3] + q];
+        t[0][q] = d0 - d2;
+        t[1][q] = d1 + d2;
+        t[2][q] = d2 - d1;
+        t[3][q] = d1 - d3;
+    }
+    for (int q = hi; q < ncol; q++)
+        t[0][q] = t[1][q] = t[2][q] = t[3][q] = 0.0f;
+    for (int a = 0; a < 4; a++) {
+        const float *e = t[a];
+        float *o0 = out + (size_t)(4 * a) * xs, *o1 = o0 + xs, *o2 = o1 + xs, *o3 = o2 + xs;
+#pragma omp simd
+        for (int j = 0; j < nj; j++) {
+            float e0 = e[2 * j], e1 = e[2 * j + 1], e2 = e[2 * j + 2], e3 = e[2 * j + 3];
+            o0[j] = e0 - e2;
+            o1[j] = e1 + e2;
+            o2[j] = e2 - e1;
+            o3[j] = e1 - e3;
+        }
+    }
+}
+
 /* v [16][cc][rows*tw] = B^T d B of the 4x4 input patches of tile rows r0..r0+rows of x
- * (N, cc, H, W). B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], applied to rows, then columns. */
-static void input_tiles(float *v, const float *x, int cc, const struct wino *g, long r0, int rows)
+ * (N, cc, H, W). */
+static PTL_SIMD_CLONES void input_tiles(float *v, const float *x, int cc, const struct wino *g,
+                                        long r0, int rows)
 {
     const int h = g->h, w = g->w, tw = g->tw;
     const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld;
@@ -184,11 +260,6 @@ static void input_tiles(float *v, const float *x, int cc, const struct wino *g, 
         for (int rr = 0; rr < rows; rr++) {
             int i;
             const float *p = x + tile_row_plane(g, cc, ch, r0 + rr, &i); /* (H, W) */
-            const float *src[4];
-            for (int k = 0; k < 4; k++) {
-                int y = 2 * i - 1 + k;
-                src[k] = y >= 0 && y < h ? p + (size_t)y * w : NULL;
-            }
             float *dst = v + (size_t)ch * ld + (size_t)rr * tw;
             /* The loop is latency-bound on short rows: fetch the rows two tile rows ahead. */
             for (int k = 0; k < 4; k++) {
@@ -197,46 +268,9 @@ static void input_tiles(float *v, const float *x, int cc, const struct wino *g, 
                     for (int q = 0; q < w; q += 16)
                         __builtin_prefetch(p + (size_t)y * w + q);
             }
-            for (int j0 = 0; j0 < tw; j0 += JB) {
-                int nj = tw - j0 < JB ? tw - j0 : JB;
-                int ncol = 2 * nj + 2, col0 = 2 * j0 - 1; /* input column of d[.][0] */
-                int lo = col0 < 0 ? -col0 : 0, hi = w - col0 < ncol ? w - col0 : ncol;
-                /* Rows above/below the image and columns beyond it read zeros. */
-                const float *rp[4];
-                int off[4];
-                for (int k = 0; k < 4; k++) {
-                    rp[k] = src[k] ? src[k] : zeros;
-                    off[k] = src[k] ? col0 : 0;
-                }
-                float t[4][2 * JB + 2];
-                for (int q = 0; q < lo; q++)
-                    t[0][q] = t[1][q] = t[2][q] = t[3][q] = 0.0f;
-#pragma omp simd
-                for (int q = lo; q < hi; q++) {
-                    float d0 = rp[0][off[0] + q], d1 = rp[1][off[1] + q];
-                    float d2 = rp[2][off[2] + q], d3 = rp[3][off[3] + q];
-                    t[0][q] = d0 - d2;
-                    t[1][q] = d1 + d2;
-                    t[2][q] = d2 - d1;
-                    t[3][q] = d1 - d3;
-                }
-                for (int q = hi; q < ncol; q++)
-                    t[0][q] = t[1][q] = t[2][q] = t[3][q] = 0.0f;
-                for (int a = 0; a < 4; a++) {
-                    const float *e = t[a];
-                    float *o0 = dst + (size_t)(4 * a) * xs + j0, *o1 = o0 + xs, *o2 = o1 + xs,
-                          *o3 = o2 + xs;
-#pragma omp simd
-                    for (int j = 0; j < nj; j++) {
-                        float e0 = e[2 * j], e1 = e[2 * j + 1], e2 = e[2 * j + 2],
-                              e3 = e[2 * j + 3];
-                        o0[j] = e0 - e2;
-                        o1[j] = e1 + e2;
-                        o2[j] = e2 - e1;
-                        o3[j] = e1 - e3;
-                    }
-                }
-            }
+            for (int j0 = 0; j0 < tw; j0 += JB)
+                tile_row_input(dst + j0, xs, p, 2 * i - 1, 2 * j0 - 1,
+                               tw - j0 < JB ? tw - j0 : JB, g);
         }
     }
 }
@@ -315,16 +349,18 @@ static void kernel_tile(float u[16], const float *k)
     }
 }
 
-/* up = the 16 transformed weight matrices in the micro-kernel's packed A layout: forward,
- * U[xi] (C_out rows, K = C_in); turned (backward data), the 180-degree turned kernel
- * transposed, U[turn xi]^T (C_in rows, K = C_out). Rows past the last are zero. */
+/* up = the 16 transformed weight matrices as channel micro-panels of lc lanes, element
+ * (channel j, k) at panel[k * lc + j] (the micro-kernel's packed A layout for a row-preferring
+ * kernel, B's for a column-preferring one): forward, U[xi] (C_out channels, K = C_in); turned
+ * (backward data), the 180-degree turned kernel transposed, U[turn xi]^T (C_in channels,
+ * K = C_out). Lanes past the last channel are zero. */
 static void pack_weights(float *up, const float *weight, const struct wino *g, int turned)
 {
     /* G J = P G with P swapping rows 0 and 3, so the turned kernel's U'[a][b] = U[p(a)][p(b)],
      * p = (3 1 2 0); the permutation is its own inverse. */
     static const int turn[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
-    const int mr = g->mr, rows = turned ? g->c : g->m, k = turned ? g->m : g->c;
-    const size_t ps = panel_stride(mr, k), panels = (size_t)(rows + mr - 1) / mr;
+    const int lanes = g->lc, rows = turned ? g->c : g->m, k = turned ? g->m : g->c;
+    const size_t ps = panel_stride(lanes, k), panels = (size_t)(rows + lanes - 1) / lanes;
     const size_t xs = panels * ps, mc = (size_t)g->m * g->c;
 #pragma omp for schedule(static)
     for (size_t idx = 0; idx < mc; idx++) {
@@ -332,17 +368,17 @@ static void pack_weights(float *up, const float *weight, const struct wino *g, i
         kernel_tile(u, weight + idx * 9);
         int o = (int)(idx / g->c), ci = (int)(idx % g->c);
         int row = turned ? ci : o, col = turned ? o : ci;
-        float *dst = up + (size_t)(row / mr) * ps + (size_t)col * mr + row % mr;
+        float *dst = up + (size_t)(row / lanes) * ps + (size_t)col * lanes + row % lanes;
         for (int xi = 0; xi < 16; xi++)
             dst[(size_t)(turned ? turn[xi] : xi) * xs] = u[xi];
     }
-    if (rows % mr) {
+    if (rows % lanes) {
 #pragma omp for schedule(static)
         for (int xi = 0; xi < 16; xi++) {
             float *last = up + xi * xs + (panels - 1) * ps;
             for (int col = 0; col < k; col++)
-                for (int r = rows % mr; r < mr; r++)
-                    last[(size_t)col * mr + r] = 0.0f;
+                for (int r = rows % lanes; r < lanes; r++)
+                    last[(size_t)col * lanes + r] = 0.0f;
         }
     }
 }
@@ -372,60 +408,45 @@ static void weight_grad(float *d_weight, const float *du, int m, int c)
 
 /* ---- fused blocks: forward and backward data ---- */
 
-/* Where a block's tiles read and write. in: offset of the patch's top-left corner (row 2i-1,
- * column 2j-1) in channel 0 of its image, with bit r of rows (q of cols) set when patch row r
- * (column q) is inside the image. out: offset of the tile's first output in channel 0. */
-struct tile_at {
+/* A run of a block's tiles along one tile row: lanes l0..l0+n, tiles j0..j0+n-1 of tile row i
+ * of image img. in: channel 0 of the image in the input; out: the first tile's first output
+ * (row 2i, column 2j0) in channel 0 of the output. tail: the last tile has no second column
+ * (odd W); below: the tiles have a second row (not the last row of an odd H). */
+struct tile_run {
+    int l0, n, i, j0, tail, below;
     long in, out;
-    unsigned char rows, cols, right, below; /* right/below: the tile's second column/row */
-    unsigned char inside;                   /* the whole 4x4 patch is inside the image */
 };
 
-static void locate_tiles(struct tile_at *at, long t0, int nt, const struct wino *g, int k_in,
-                         int k_out)
+static int tile_runs(struct tile_run *runs, long t0, int nt, const struct wino *g, int k_in,
+                     int k_out)
 {
     const long per_img = (long)g->th * g->tw, plane = (long)g->h * g->w;
-    for (int l = 0; l < nt; l++) {
-        long t = t0 + l, img = t / per_img;
-        int i = (int)(t % per_img / g->tw), j = (int)(t % g->tw);
-        int y0 = 2 * i - 1, x0 = 2 * j - 1;
-        at[l].in = img * k_in * plane + (long)y0 * g->w + x0;
-        at[l].out = img * k_out * plane + (long)(2 * i) * g->w + 2 * j;
-        at[l].rows = at[l].cols = 0;
-        for (int r = 0; r < 4; r++) {
-            at[l].rows |= (unsigned char)((y0 + r >= 0 && y0 + r < g->h) << r);
-            at[l].cols |= (unsigned char)((x0 + r >= 0 && x0 + r < g->w) << r);
-        }
-        at[l].inside = at[l].rows == 15 && at[l].cols == 15;
-        at[l].right = 2 * j + 1 < g->w;
-        at[l].below = 2 * i + 1 < g->h;
-    }
-}
-
-/* A run of a block's tiles along one tile row: tiles l0..l0+n, whose outputs start at `out`
- * (row 2i, column 2j0 of channel 0); tail: the last tile has no second column (odd W). */
-struct tile_run {
-    int l0, n, tail, below;
-    long out;
-};
-
-static int tile_runs(struct tile_run *runs, const struct tile_at *at, int nt)
-{
     int count = 0;
-    for (int l = 0; l < nt; l++) {
-        if (l == 0 || at[l].out != at[l - 1].out + 2 || !at[l - 1].right)
-            runs[count++] = (struct tile_run){l, 0, 0, at[l].below, at[l].out};
-        struct tile_run *r = &runs[count - 1];
-        r->n++;
-        r->tail = !at[l].right;
+    for (int l = 0; l < nt;) {
+        const long t = t0 + l, img = t / per_img;
+        const int i = (int)(t % per_img / g->tw), j0 = (int)(t % g->tw);
+        const int n = g->tw - j0 < nt - l ? g->tw - j0 : nt - l;
+        runs[count++] = (struct tile_run){
+            .l0 = l,
+            .n = n,
+            .i = i,
+            .j0 = j0,
+            .tail = 2 * (j0 + n - 1) + 1 >= g->w,
+            .below = 2 * i + 1 < g->h,
+            .in = img * k_in * plane,
+            .out = img * k_out * plane + (long)(2 * i) * g->w + 2 * j0,
+        };
+        l += n;
     }
     return count;
 }
 
 /* row[2j], row[2j+1] (+)= e[j], f[j] for j < nfull, and row[2 nfull] (+)= e[nfull] when the
  * run ends in the middle of a tile (tail). Plain loops the compiler vectorises. */
-static inline void store_pairs(float *restrict row, const float *restrict e,
-                               const float *restrict f, int nfull, int tail, int accumulate)
+static inline __attribute__((always_inline)) void store_pairs(float *restrict row,
+                                                              const float *restrict e,
+                                                              const float *restrict f, int nfull,
+                                                              int tail, int accumulate)
 {
     if (accumulate) {
 #pragma omp simd
@@ -446,68 +467,46 @@ static inline void store_pairs(float *restrict row, const float *restrict e,
     }
 }
 
-/* v [16][panels][k][nr] (panel stride g->b_ps): B^T d B of the block's tiles over the k
- * channels of x, in the packed B layout (tile lanes past nt are zero).
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], applied to the rows and to the columns. */
-static void block_input(float *restrict v, const float *restrict x, const struct tile_at *at,
-                        int nt, int k, const struct wino *g)
+/* v [16][panels][k][lt] (panel stride panel_stride(lt, k)): B^T d B of the block's nt tiles
+ * over the k channels of x, as tile micro-panels (lanes past nt are zero). Each channel's
+ * tiles are transformed run by run into st, then copied out panel by panel. */
+static PTL_SIMD_CLONES void block_input(float *restrict v, const float *restrict x,
+                                        const struct tile_run *runs, int nruns, int nt, int k,
+                                        const struct wino *g)
 {
-    const int nr = g->nr, panels = g->nb / nr, w = g->w;
-    const long plane = (long)g->h * w;
-    const size_t ps = panel_stride(nr, k), xs = panels * ps;
-    for (int p = 0; p < panels; p++) {
-        const int l0 = p * nr, nl = nt - l0 < nr ? (nt - l0 > 0 ? nt - l0 : 0) : nr;
-        for (int ch = 0; ch < k; ch++) {
-            float d[4][4][UK_MAX]; /* d[r][q][lane]: the 4x4 patches */
-            for (int l = 0; l < nl; l++) {
-                const struct tile_at *a = &at[l0 + l];
-                const long base = a->in + ch * plane;
-                if (a->inside) {
-                    for (int r = 0; r < 4; r++)
-                        for (int q = 0; q < 4; q++)
-                            d[r][q][l] = x[base + r * w + q];
-                } else {
-                    for (int r = 0; r < 4; r++)
-                        for (int q = 0; q < 4; q++)
-                            d[r][q][l] = (a->rows >> r & a->cols >> q & 1) ? x[base + r * w + q]
-                                                                            : 0.0f;
-                }
-            }
-            for (int l = nl; l < nr; l++) /* lanes without a tile */
-                for (int r = 0; r < 4; r++)
-                    for (int q = 0; q < 4; q++)
-                        d[r][q][l] = 0.0f;
-            float e[4][4][UK_MAX]; /* e[r][b]: row r times B */
-            for (int r = 0; r < 4; r++) {
+    const int lt = g->lt, used = (nt + lt - 1) / lt;
+    const size_t plane = (size_t)g->h * g->w, ps = panel_stride(lt, k);
+    const size_t xs = (size_t)(g->nb / lt) * ps;
+    float st[16][NB_MAX]; /* st[xi][lane] */
+    for (int xi = 0; xi < 16; xi++)
+        for (int l = nt; l < used * lt; l++)
+            st[xi][l] = 0.0f;
+    for (int ch = 0; ch < k; ch++) {
+        for (int r = 0; r < nruns; r++) {
+            const struct tile_run *u = &runs[r];
+            const float *p = x + u->in + ch * plane;
+            for (int j = 0; j < u->n; j += JB)
+                tile_row_input(&st[0][u->l0 + j], NB_MAX, p, 2 * u->i - 1,
+                               2 * (u->j0 + j) - 1, u->n - j < JB ? u->n - j : JB, g);
+        }
+        for (int xi = 0; xi < 16; xi++) {
+            float *dst = v + xi * xs + (size_t)ch * lt;
+            for (int pn = 0; pn < used; pn++, dst += ps) {
+                const float *src = &st[xi][pn * lt];
 #pragma omp simd
-                for (int l = 0; l < nr; l++) {
-                    e[r][0][l] = d[r][0][l] - d[r][2][l];
-                    e[r][1][l] = d[r][1][l] + d[r][2][l];
-                    e[r][2][l] = d[r][2][l] - d[r][1][l];
-                    e[r][3][l] = d[r][1][l] - d[r][3][l];
-                }
-            }
-            float *dst = v + p * ps + (size_t)ch * nr;
-            for (int b = 0; b < 4; b++) {
-                float *o0 = dst + (size_t)b * xs, *o1 = o0 + 4 * xs, *o2 = o1 + 4 * xs,
-                      *o3 = o2 + 4 * xs;
-#pragma omp simd
-                for (int l = 0; l < nr; l++) {
-                    o0[l] = e[0][b][l] - e[2][b][l];
-                    o1[l] = e[1][b][l] + e[2][b][l];
-                    o2[l] = e[2][b][l] - e[1][b][l];
-                    o3[l] = e[1][b][l] - e[3][b][l];
-                }
+                for (int l = 0; l < lt; l++)
+                    dst[l] = src[l];
             }
         }
     }
 }
 
 /* y (N, cc, H, W) (+)= A^T m A (+ bias) for output channels o0..o0+rows of the block's tiles,
- * m [16][mb][nb] (element (row, tile) at row * rs + tile * cs). A^T = [1 1 1 0; 0 1 -1 -1]. */
-static void block_output(float *restrict y, const float *restrict mm, long rs, long cs,
-                         const float *bias, int accumulate, int o0, int rows,
-                         const struct tile_run *runs, int nruns, int nt, const struct wino *g)
+ * m [16][mb][nb] (element (channel, tile) at channel * nb + tile). A^T = [1 1 1 0; 0 1 -1 -1]. */
+static PTL_SIMD_CLONES void block_output(float *restrict y, const float *restrict mm,
+                                         const float *bias, int accumulate, int o0, int rows,
+                                         const struct tile_run *runs, int nruns, int nt,
+                                         const struct wino *g)
 {
     const size_t plane = (size_t)g->h * g->w, xs = (size_t)g->mb * g->nb;
     const int w = g->w;
@@ -515,17 +514,15 @@ static void block_output(float *restrict y, const float *restrict mm, long rs, l
         const float b = bias ? bias[o0 + r] : 0.0f;
         const float *q[16];
         for (int k = 0; k < 16; k++)
-            q[k] = mm + k * xs + r * rs;
-        float y00[WIDE_PANELS * UK_MAX], y01[WIDE_PANELS * UK_MAX];
-        float y10[WIDE_PANELS * UK_MAX], y11[WIDE_PANELS * UK_MAX];
+            q[k] = mm + k * xs + (size_t)r * g->nb;
+        float y00[NB_MAX], y01[NB_MAX], y10[NB_MAX], y11[NB_MAX];
 #pragma omp simd
         for (int l = 0; l < nt; l++) {
-            const long c = l * cs;
             /* rows of A^T m: s = m0 + m1 + m2, z = m1 - m2 - m3 (per column) */
-            float s0 = q[0][c] + q[4][c] + q[8][c], s1 = q[1][c] + q[5][c] + q[9][c];
-            float s2 = q[2][c] + q[6][c] + q[10][c], s3 = q[3][c] + q[7][c] + q[11][c];
-            float z0 = q[4][c] - q[8][c] - q[12][c], z1 = q[5][c] - q[9][c] - q[13][c];
-            float z2 = q[6][c] - q[10][c] - q[14][c], z3 = q[7][c] - q[11][c] - q[15][c];
+            float s0 = q[0][l] + q[4][l] + q[8][l], s1 = q[1][l] + q[5][l] + q[9][l];
+            float s2 = q[2][l] + q[6][l] + q[10][l], s3 = q[3][l] + q[7][l] + q[11][l];
+            float z0 = q[4][l] - q[8][l] - q[12][l], z1 = q[5][l] - q[9][l] - q[13][l];
+            float z2 = q[6][l] - q[10][l] - q[14][l], z3 = q[7][l] - q[11][l] - q[15][l];
             y00[l] = s0 + s1 + s2 + b;
             y01[l] = s1 - s2 - s3 + b;
             y10[l] = z0 + z1 + z2 + b;
@@ -542,51 +539,151 @@ static void block_output(float *restrict y, const float *restrict mm, long rs, l
     }
 }
 
+/* c[channel * ld + tile] = the product of a channel panel and a tile panel over k: the
+ * micro-kernel's C is lanes of the tile panel along its contiguous side. */
+static inline void panel_product(const struct ptl__ukernel *u, const struct wino *g, int k,
+                                 const float *cp, const float *tp, float *c, long ld,
+                                 const float *next_cp, const float *next_tp)
+{
+    if (g->row_pref)
+        ptl__ukernel_run(u, k, cp, tp, 0.0f, c, ld, 1, next_cp, next_tp);
+    else
+        ptl__ukernel_run(u, k, tp, cp, 0.0f, c, 1, ld, next_tp, next_cp);
+}
+
 /* y (N, m_ch, H, W) (+)= the Winograd conv of x (N, k_ch, H, W) with the packed weights up
- * (m_ch rows, K = k_ch), block by block; ws holds g->slots block buffers. */
+ * (m_ch channels, K = k_ch), block by block; ws holds g->slots block buffers. */
 static void fused_conv(float *y, const float *x, const float *up, const float *bias,
                        int accumulate, int k_ch, int m_ch, const struct wino *g, float *ws)
 {
     const struct ptl__ukernel *u = ptl__ukernel();
-    const int mr = g->mr, nr = g->nr, nb = g->nb, mb = g->mb, panels = nb / nr;
-    const size_t a_ps = panel_stride(mr, k_ch), b_ps = panel_stride(nr, k_ch);
-    const size_t a_xs = (size_t)((m_ch + mr - 1) / mr) * a_ps, b_xs = panels * b_ps;
+    const int lt = g->lt, lc = g->lc, nb = g->nb, mb = g->mb;
+    const size_t c_ps = panel_stride(lc, k_ch), t_ps = panel_stride(lt, k_ch);
+    const size_t c_xs = (size_t)((m_ch + lc - 1) / lc) * c_ps, t_xs = (size_t)(nb / lt) * t_ps;
     const size_t y_xs = (size_t)mb * nb;
-    const long rs = u->row_pref ? nb : 1, cs = u->row_pref ? 1 : mb;
     const long blocks = (g->ntiles + nb - 1) / nb;
     float *mine = ws + (size_t)omp_get_thread_num() * block_floats(g, k_ch);
-    float *v = mine, *mm = mine + 16 * b_xs; /* both 64-byte aligned */
-    struct tile_at at[WIDE_PANELS * UK_MAX];
-    struct tile_run runs[WIDE_PANELS * UK_MAX];
+    float *v = mine, *mm = mine + 16 * t_xs; /* both 64-byte aligned */
+    struct tile_run runs[NB_MAX];
 #pragma omp for schedule(static)
     for (long blk = 0; blk < blocks; blk++) {
         const long t0 = blk * nb;
         const int nt = g->ntiles - t0 < nb ? (int)(g->ntiles - t0) : nb;
-        locate_tiles(at, t0, nt, g, k_ch, m_ch);
-        const int nruns = tile_runs(runs, at, nt);
-        block_input(v, x, at, nt, k_ch, g);
-        const int used = (nt + nr - 1) / nr; /* panels with tiles in them */
+        const int nruns = tile_runs(runs, t0, nt, g, k_ch, m_ch);
+        block_input(v, x, runs, nruns, nt, k_ch, g);
+        const int used = (nt + lt - 1) / lt; /* tile panels with tiles in them */
         for (int o0 = 0; o0 < m_ch; o0 += mb) {
             const int rows = m_ch - o0 < mb ? m_ch - o0 : mb;
             for (int xi = 0; xi < 16; xi++) {
-                const float *a = up + xi * a_xs + (size_t)(o0 / mr) * a_ps;
-                for (int pm = 0; pm < (rows + mr - 1) / mr; pm++, a += a_ps) {
-                    for (int pn = 0; pn < used; pn++) {
-                        const float *b = v + xi * b_xs + pn * b_ps;
-                        float *c = mm + xi * y_xs + (long)(pm * mr) * rs + (long)(pn * nr) * cs;
-                        ptl__ukernel_run(u, k_ch, a, b, 0.0f, c, rs, cs, a, b + b_ps);
+                const float *cp = up + xi * c_xs + (size_t)(o0 / lc) * c_ps;
+                for (int pc = 0; pc < (rows + lc - 1) / lc; pc++, cp += c_ps) {
+                    const float *tp = v + xi * t_xs;
+                    for (int pt = 0; pt < used; pt++, tp += t_ps) {
+                        float *c = mm + xi * y_xs + (size_t)(pc * lc) * nb + pt * lt;
+                        panel_product(u, g, k_ch, cp, tp, c, nb, cp, tp + t_ps);
                     }
                 }
             }
-            block_output(y, mm, rs, cs, bias, accumulate, o0, rows, runs, nruns, nt, g);
+            block_output(y, mm, bias, accumulate, o0, rows, runs, nruns, nt, g);
         }
     }
 }
 
 /* ---- backward weights: chunks of tile rows ---- */
 
-/* The chunk's 16 GEMMs are shared out among the OpenMP threads, each on one BLIS thread
- * (ptl__sgemm_single), with no BLIS barriers inside each (docs/performance.md). */
+/* The chunk's 16 products dU[xi] += Y[xi] X[xi]^T have both operands stored by tile (K). With
+ * small weights they run as dot products of rows: blocks of DOT_M x DOT_C entries of dU, one
+ * vector accumulator per entry over the chunk's tiles, read straight from the transform
+ * buffers. Through BLIS, which packs both operands, 64x64x512 GEMMs ran at 70 GFLOPS on one
+ * Zen 5 core (its micro-kernel alone at 186 on packed panels): the packing, not the maths. */
+#define DOT_M 3
+#define DOT_C 4
+typedef float vf8 __attribute__((vector_size(32)));
+
+/* The sum of a's lanes as a tree of halves (a chain of eight dependent adds took a third of
+ * the time of a block of 256 tiles). */
+static inline __attribute__((always_inline)) float hsum8(vf8 a)
+{
+    a += __builtin_shufflevector(a, a, 4, 5, 6, 7, 0, 1, 2, 3);
+    a += __builtin_shufflevector(a, a, 2, 3, 0, 1, 6, 7, 4, 5);
+    a += __builtin_shufflevector(a, a, 1, 0, 3, 2, 5, 4, 7, 6);
+    return a[0];
+}
+
+/* The sum of y[q] x[q] over q < t: one vector accumulator, for the blocks at the edges. */
+static inline __attribute__((always_inline)) float dot_row(const float *restrict y,
+                                                           const float *restrict x, int t)
+{
+    vf8 acc = {0}, yv, xv;
+    int q = 0;
+    for (; q + 8 <= t; q += 8) {
+        memcpy(&yv, y + q, sizeof yv);
+        memcpy(&xv, x + q, sizeof xv);
+        acc += yv * xv;
+    }
+    float sum = hsum8(acc);
+    for (; q < t; q++)
+        sum += y[q] * x[q];
+    return sum;
+}
+
+/* du[i * ldu + j] (+)= sum over q < t of y[i * ld + q] x[j * ld + q], i < DOT_M, j < DOT_C:
+ * twelve named accumulators, so that they stay in registers (16 on AVX2). */
+static inline __attribute__((always_inline)) void dot_block(float *restrict du, size_t ldu,
+                                                            const float *restrict y,
+                                                            const float *restrict x, size_t ld,
+                                                            int t, int add)
+{
+    vf8 a00 = {0}, a01 = {0}, a02 = {0}, a03 = {0}, a10 = {0}, a11 = {0}, a12 = {0}, a13 = {0},
+        a20 = {0}, a21 = {0}, a22 = {0}, a23 = {0};
+    const float *y0 = y, *y1 = y + ld, *y2 = y + 2 * ld;
+    const float *x0 = x, *x1 = x + ld, *x2 = x + 2 * ld, *x3 = x + 3 * ld;
+    int q = 0;
+    for (; q + 8 <= t; q += 8) {
+        vf8 u0, u1, u2, v;
+        memcpy(&u0, y0 + q, sizeof u0);
+        memcpy(&u1, y1 + q, sizeof u1);
+        memcpy(&u2, y2 + q, sizeof u2);
+        memcpy(&v, x0 + q, sizeof v);
+        a00 += u0 * v, a10 += u1 * v, a20 += u2 * v;
+        memcpy(&v, x1 + q, sizeof v);
+        a01 += u0 * v, a11 += u1 * v, a21 += u2 * v;
+        memcpy(&v, x2 + q, sizeof v);
+        a02 += u0 * v, a12 += u1 * v, a22 += u2 * v;
+        memcpy(&v, x3 + q, sizeof v);
+        a03 += u0 * v, a13 += u1 * v, a23 += u2 * v;
+    }
+    const vf8 acc[DOT_M][DOT_C] = {{a00, a01, a02, a03}, {a10, a11, a12, a13},
+                                   {a20, a21, a22, a23}};
+    for (int i = 0; i < DOT_M; i++)
+        for (int j = 0; j < DOT_C; j++) {
+            float sum = hsum8(acc[i][j]);
+            for (int r = q; r < t; r++)
+                sum += y[i * ld + r] * x[j * ld + r];
+            du[i * ldu + j] = add ? du[i * ldu + j] + sum : sum;
+        }
+}
+
+/* du (m, c) (+)= y (m, t) x (c, t)^T, rows of both at stride t. Contracted multiply-adds (FMA)
+ * here, as in any GEMM kernel. */
+static PTL_SIMD_CLONES __attribute__((optimize("fp-contract=fast"))) void
+dot_gemm(float *du, const float *y, const float *x, int m, int c, int t, int add)
+{
+    const int m_full = m - m % DOT_M, c_full = c - c % DOT_C;
+    for (int i = 0; i < m_full; i += DOT_M)
+        for (int j = 0; j < c_full; j += DOT_C)
+            dot_block(du + (size_t)i * c + j, c, y + (size_t)i * t, x + (size_t)j * t, t, t, add);
+    /* the edges: rows past the last whole block of DOT_M rows, the columns past the last whole
+     * block of DOT_C columns */
+    for (int i = 0; i < m; i++)
+        for (int j = i < m_full ? c_full : 0; j < c; j++) {
+            float sum = dot_row(y + (size_t)i * t, x + (size_t)j * t, t);
+            du[(size_t)i * c + j] = add ? du[(size_t)i * c + j] + sum : sum;
+        }
+}
+
+/* With larger weights the products go through BLIS, each on one BLIS thread
+ * (ptl__sgemm_single) as the threads share them out: no BLIS barriers inside each. */
 static void sgemm1(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                    const float *b, int ldb, float beta, float *c, int ldc)
 {
@@ -594,8 +691,8 @@ static void sgemm1(int trans_a, int trans_b, int m, int n, int k, const float *a
     ptl__sgemm_single(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* Work items of the GEMM phase: the 16 GEMMs, each cut into `parts` slices when there are
- * more threads than GEMMs. */
+/* Work items of the product phase: the 16 products, each cut into `parts` slices of rows when
+ * there are more threads than products. */
 static int gemm_parts(void)
 {
     int nt = omp_get_num_threads();
@@ -611,7 +708,7 @@ static void slice(int n, int parts, int p, int *lo, int *hi)
 
 /* du[xi] (m, c) (+)= dyt[xi] (m, t) x v[xi]^T (t, c), slices of the m rows. */
 static void gemm_weight_grad(float *du, const float *dyt, const float *v, int m, int c, int t,
-                             float beta)
+                             int add, int dot)
 {
     const size_t mc = (size_t)m * c;
     const int parts = gemm_parts();
@@ -619,9 +716,14 @@ static void gemm_weight_grad(float *du, const float *dyt, const float *v, int m,
     for (int item = 0; item < 16 * parts; item++) {
         int xi = item / parts, lo, hi;
         slice(m, parts, item % parts, &lo, &hi);
-        if (hi > lo)
-            sgemm1(0, 1, hi - lo, c, t, dyt + ((size_t)xi * m + lo) * t, t, v + (size_t)xi * c * t,
-                   t, beta, du + xi * mc + (size_t)lo * c, c);
+        if (hi <= lo)
+            continue;
+        float *d = du + xi * mc + (size_t)lo * c;
+        const float *y = dyt + ((size_t)xi * m + lo) * t, *x = v + (size_t)xi * c * t;
+        if (dot)
+            dot_gemm(d, y, x, hi - lo, c, t, add);
+        else
+            sgemm1(0, 1, hi - lo, c, t, y, t, x, t, add ? 1.0f : 0.0f, d, c);
     }
 }
 
@@ -674,7 +776,7 @@ int ptl__winograd_backward(float *d_in, float *d_weight, const float *d_out, con
                 int t = rows * g.tw;
                 input_tiles(x, in, c, &g, r0, rows);
                 dout_tiles(y, d_out, m, &g, r0, rows);
-                gemm_weight_grad(du, y, x, m, c, t, r0 == 0 ? 0.0f : 1.0f);
+                gemm_weight_grad(du, y, x, m, c, t, r0 != 0, g.dot);
             }
             weight_grad(d_weight, du, m, c);
         }
