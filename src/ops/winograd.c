@@ -293,7 +293,7 @@ static void dout_tiles(float *v, const float *dy, int cc, const struct wino *g, 
                 int nj = tw - j0 < JB ? tw - j0 : JB;
                 int ncol = 2 * nj, col0 = 2 * j0;
                 int hi = w - col0 < ncol ? w - col0 : ncol;
-                float e[2][2 * JB], u[4][2 * JB];
+                float e[2][2 * JB];
                 for (int k = 0; k < 2; k++) {
                     int q = 0;
                     if (src[k])
@@ -302,25 +302,30 @@ static void dout_tiles(float *v, const float *dy, int cc, const struct wino *g, 
                     for (; q < ncol; q++)
                         e[k][q] = 0.0f;
                 }
+                /* Tile j's block (a b; c d): rows of A dY are (a b), (a+c b+d), (a-c b-d),
+                 * (-c -d); each row (p q) then gives p, p+q, p-q, -q. One pass, 16 stores. */
+                float *o = dst + j0;
 #pragma omp simd
-                for (int q = 0; q < ncol; q++) {
-                    u[0][q] = e[0][q];
-                    u[1][q] = e[0][q] + e[1][q];
-                    u[2][q] = e[0][q] - e[1][q];
-                    u[3][q] = -e[1][q];
-                }
-                for (int a = 0; a < 4; a++) {
-                    const float *f = u[a];
-                    float *o0 = dst + (size_t)(4 * a) * xs + j0, *o1 = o0 + xs, *o2 = o1 + xs,
-                          *o3 = o2 + xs;
-#pragma omp simd
-                    for (int j = 0; j < nj; j++) {
-                        float f0 = f[2 * j], f1 = f[2 * j + 1];
-                        o0[j] = f0;
-                        o1[j] = f0 + f1;
-                        o2[j] = f0 - f1;
-                        o3[j] = -f1;
-                    }
+                for (int j = 0; j < nj; j++) {
+                    const float a = e[0][2 * j], b = e[0][2 * j + 1];
+                    const float c = e[1][2 * j], d = e[1][2 * j + 1];
+                    const float p1 = a + c, q1 = b + d, p2 = a - c, q2 = b - d;
+                    o[j] = a;
+                    o[xs + j] = a + b;
+                    o[2 * xs + j] = a - b;
+                    o[3 * xs + j] = -b;
+                    o[4 * xs + j] = p1;
+                    o[5 * xs + j] = p1 + q1;
+                    o[6 * xs + j] = p1 - q1;
+                    o[7 * xs + j] = -q1;
+                    o[8 * xs + j] = p2;
+                    o[9 * xs + j] = p2 + q2;
+                    o[10 * xs + j] = p2 - q2;
+                    o[11 * xs + j] = -q2;
+                    o[12 * xs + j] = -c;
+                    o[13 * xs + j] = -c - d;
+                    o[14 * xs + j] = -c + d;
+                    o[15 * xs + j] = d;
                 }
             }
         }
