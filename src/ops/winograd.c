@@ -334,56 +334,67 @@ static void dout_tiles(float *v, const float *dy, int cc, const struct wino *g, 
 
 /* ---- transformed weights ---- */
 
-/* The 16 values G g G^T of the kernel g (3, 3), index 4a + b.
- * G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
-static void kernel_tile(float u[16], const float *k)
+/* u[(4a + b) * stride] = the 16 values G g G^T of the kernel g (3, 3).
+ * G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. Named scalars, no arrays: with t[4][3] on
+ * the stack every kernel stalled on storing t by elements and reading it back as vectors. */
+static inline __attribute__((always_inline)) void g_row(float *u, size_t stride, float a0,
+                                                        float a1, float a2)
 {
-    float t[4][3];
-    for (int col = 0; col < 3; col++) {
-        float g0 = k[col], g1 = k[3 + col], g2 = k[6 + col];
-        t[0][col] = g0;
-        t[1][col] = 0.5f * (g0 + g1 + g2);
-        t[2][col] = 0.5f * (g0 - g1 + g2);
-        t[3][col] = g2;
-    }
-    for (int a = 0; a < 4; a++) {
-        u[4 * a + 0] = t[a][0];
-        u[4 * a + 1] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
-        u[4 * a + 2] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
-        u[4 * a + 3] = t[a][2];
-    }
+    u[0] = a0;
+    u[stride] = 0.5f * (a0 + a1 + a2);
+    u[2 * stride] = 0.5f * (a0 - a1 + a2);
+    u[3 * stride] = a2;
+}
+
+static inline __attribute__((always_inline)) void kernel_tile(float *u, size_t stride,
+                                                              const float *k)
+{
+    const float g00 = k[0], g01 = k[1], g02 = k[2], g10 = k[3], g11 = k[4], g12 = k[5];
+    const float g20 = k[6], g21 = k[7], g22 = k[8];
+    /* rows of G g, then each row times G^T */
+    g_row(u, stride, g00, g01, g02);
+    g_row(u + 4 * stride, stride, 0.5f * (g00 + g10 + g20), 0.5f * (g01 + g11 + g21),
+          0.5f * (g02 + g12 + g22));
+    g_row(u + 8 * stride, stride, 0.5f * (g00 - g10 + g20), 0.5f * (g01 - g11 + g21),
+          0.5f * (g02 - g12 + g22));
+    g_row(u + 12 * stride, stride, g20, g21, g22);
 }
 
 /* up = the 16 transformed weight matrices as channel micro-panels of lc lanes, element
  * (channel j, k) at panel[k * lc + j] (the micro-kernel's packed A layout for a row-preferring
  * kernel, B's for a column-preferring one): forward, U[xi] (C_out channels, K = C_in); turned
  * (backward data), the 180-degree turned kernel transposed, U[turn xi]^T (C_in channels,
- * K = C_out). Lanes past the last channel are zero. */
-static void pack_weights(float *up, const float *weight, const struct wino *g, int turned)
+ * K = C_out). Lanes past the last channel are zero. Written in that order, one panel column
+ * (all lanes of one k) at a time, so each of the 16 stores is a contiguous run of lanes (a loop
+ * over kernels scattered 16 single floats per kernel: 3.5% of a resnet18 step). */
+static PTL_SIMD_CLONES void pack_weights(float *up, const float *weight, const struct wino *g,
+                                         int turned)
 {
     /* G J = P G with P swapping rows 0 and 3, so the turned kernel's U'[a][b] = U[p(a)][p(b)],
      * p = (3 1 2 0); the permutation is its own inverse. */
     static const int turn[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
     const int lanes = g->lc, rows = turned ? g->c : g->m, k = turned ? g->m : g->c;
     const size_t ps = panel_stride(lanes, k), panels = (size_t)(rows + lanes - 1) / lanes;
-    const size_t xs = panels * ps, mc = (size_t)g->m * g->c;
+    const size_t xs = panels * ps;
+    /* weight (m, c, 3, 3): the kernel of (row, col) and the step from one lane to the next */
+    const size_t row_step = turned ? 9 : (size_t)g->c * 9, col_step = turned ? (size_t)g->c * 9 : 9;
+    const long items = (long)panels * k;
 #pragma omp for schedule(static)
-    for (size_t idx = 0; idx < mc; idx++) {
-        float u[16];
-        kernel_tile(u, weight + idx * 9);
-        int o = (int)(idx / g->c), ci = (int)(idx % g->c);
-        int row = turned ? ci : o, col = turned ? o : ci;
-        float *dst = up + (size_t)(row / lanes) * ps + (size_t)col * lanes + row % lanes;
-        for (int xi = 0; xi < 16; xi++)
-            dst[(size_t)(turned ? turn[xi] : xi) * xs] = u[xi];
-    }
-    if (rows % lanes) {
-#pragma omp for schedule(static)
+    for (long it = 0; it < items; it++) {
+        const int pn = (int)(it / k), col = (int)(it % k), row0 = pn * lanes;
+        const int full = rows - row0 < lanes ? rows - row0 : lanes;
+        const float *src = weight + (size_t)row0 * row_step + (size_t)col * col_step;
+        float u[16][UK_MAX];
+#pragma omp simd
+        for (int j = 0; j < full; j++)
+            kernel_tile(&u[0][j], UK_MAX, src + (size_t)j * row_step);
         for (int xi = 0; xi < 16; xi++) {
-            float *last = up + xi * xs + (panels - 1) * ps;
-            for (int col = 0; col < k; col++)
-                for (int r = rows % lanes; r < lanes; r++)
-                    last[(size_t)col * lanes + r] = 0.0f;
+            float *dst = up + (size_t)(turned ? turn[xi] : xi) * xs + pn * ps + (size_t)col * lanes;
+            int j = 0;
+            for (; j < full; j++)
+                dst[j] = u[xi][j];
+            for (; j < lanes; j++)
+                dst[j] = 0.0f;
         }
     }
 }
