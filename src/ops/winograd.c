@@ -620,7 +620,7 @@ static void fused_conv(float *y, const float *x, const float *up, const float *b
  * vector accumulator per entry over the chunk's tiles, read straight from the transform
  * buffers. Through BLIS, which packs both operands, 64x64x512 GEMMs ran at 70 GFLOPS on one
  * Zen 5 core (its micro-kernel alone at 186 on packed panels): the packing, not the maths. */
-#define DOT_M 3
+#define DOT_M 3 /* dot_block is written out for these two */
 #define DOT_C 4
 typedef float vf8 __attribute__((vector_size(32)));
 
@@ -651,13 +651,14 @@ static inline __attribute__((always_inline)) float dot_row(const float *restrict
     return sum;
 }
 
-/* du[i * ldu + j] (+)= sum over q < t of y[i * ld + q] x[j * ld + q], i < DOT_M, j < DOT_C:
+/* du[i * ldu + j] (+)= sum over q < t of y[i * t + q] x[j * t + q], i < DOT_M, j < DOT_C:
  * twelve named accumulators, so that they stay in registers (16 on AVX2). */
 static inline __attribute__((always_inline)) void dot_block(float *restrict du, size_t ldu,
                                                             const float *restrict y,
-                                                            const float *restrict x, size_t ld,
-                                                            int t, int add)
+                                                            const float *restrict x, int t,
+                                                            int add)
 {
+    const size_t ld = (size_t)t;
     vf8 a00 = {0}, a01 = {0}, a02 = {0}, a03 = {0}, a10 = {0}, a11 = {0}, a12 = {0}, a13 = {0},
         a20 = {0}, a21 = {0}, a22 = {0}, a23 = {0};
     const float *y0 = y, *y1 = y + ld, *y2 = y + 2 * ld;
@@ -696,7 +697,7 @@ dot_gemm(float *du, const float *y, const float *x, int m, int c, int t, int add
     const int m_full = m - m % DOT_M, c_full = c - c % DOT_C;
     for (int i = 0; i < m_full; i += DOT_M)
         for (int j = 0; j < c_full; j += DOT_C)
-            dot_block(du + (size_t)i * c + j, c, y + (size_t)i * t, x + (size_t)j * t, t, t, add);
+            dot_block(du + (size_t)i * c + j, c, y + (size_t)i * t, x + (size_t)j * t, t, add);
     /* the edges: rows past the last whole block of DOT_M rows, the columns past the last whole
      * block of DOT_C columns */
     for (int i = 0; i < m; i++)
@@ -704,15 +705,6 @@ dot_gemm(float *du, const float *y, const float *x, int m, int c, int t, int add
             float sum = dot_row(y + (size_t)i * t, x + (size_t)j * t, t);
             du[(size_t)i * c + j] = add ? du[(size_t)i * c + j] + sum : sum;
         }
-}
-
-/* With larger weights the products go through BLIS, each on one BLIS thread
- * (ptl__sgemm_single) as the threads share them out: no BLIS barriers inside each. */
-static void sgemm1(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
-                   const float *b, int ldb, float beta, float *c, int ldc)
-{
-    /* Shapes and pointers come from a validated conv: the call cannot fail. */
-    ptl__sgemm_single(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* Work items of the product phase: the 16 products, each cut into `parts` slices of rows when
@@ -730,7 +722,9 @@ static void slice(int n, int parts, int p, int *lo, int *hi)
     *hi = (int)((long)n * (p + 1) / parts);
 }
 
-/* du[xi] (m, c) (+)= dyt[xi] (m, t) x v[xi]^T (t, c), slices of the m rows. */
+/* du[xi] (m, c) (+)= dyt[xi] (m, t) x v[xi]^T (t, c), slices of the m rows. With larger
+ * weights the products go through BLIS, each on one BLIS thread (ptl__sgemm_single) as the
+ * threads share them out: no BLIS barriers inside each. */
 static void gemm_weight_grad(float *du, const float *dyt, const float *v, int m, int c, int t,
                              int add, int dot)
 {
@@ -746,8 +740,8 @@ static void gemm_weight_grad(float *du, const float *dyt, const float *v, int m,
         const float *y = dyt + ((size_t)xi * m + lo) * t, *x = v + (size_t)xi * c * t;
         if (dot)
             dot_gemm(d, y, x, hi - lo, c, t, add);
-        else
-            sgemm1(0, 1, hi - lo, c, t, y, t, x, t, add ? 1.0f : 0.0f, d, c);
+        else /* shapes from a validated conv: the call cannot fail */
+            ptl__sgemm_single(0, 1, hi - lo, c, t, 1.0f, y, t, x, t, add ? 1.0f : 0.0f, d, c);
     }
 }
 

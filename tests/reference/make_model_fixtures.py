@@ -272,13 +272,12 @@ class KinkGuard:
 
     ptl runs in float32, the reference in float64; their activations differ by ~1e-5 of the
     tensor's spread after 100+ layers, and less the fewer layers lie behind. A pre-ReLU value
-    closer to 0
-    than that can flip the ReLU's gate, and a max-pool window whose runner-up is that close to
-    its maximum can send the gradient to the other element (seen: MGN-PTL's global pool over
-    a 3x1 map, one channel's BatchNorm gradients 0.4% off). Where a channel has few elements per
-    batch (the last stages at the small test inputs: N*H*W of 4 to 64; MGN's part pools) one
-    flip moves that channel's gradients by percents (still ~2% at 2048). Such batches are
-    redrawn (train_forward).
+    closer to 0 than that can flip the ReLU's gate, and a max-pool window whose runner-up is
+    that close to its maximum can send the gradient to the other element (seen: MGN-PTL's
+    global pool over a 3x1 map, one channel's BatchNorm gradients 0.4% off). Where a channel
+    has few elements per batch (the last stages at the small test inputs: N*H*W of 4 to 64;
+    MGN's part pools) one flip moves that channel's gradients by percents (still ~2% at 2048).
+    Such batches are redrawn (train_forward).
 
     The margin grows with depth, counted in ReLUs already passed in this forward:
     MARGIN * min(1, depth / FULL_DEPTH). With the full margin everywhere, ResNet-50's stem
