@@ -4,27 +4,31 @@
  *     out_n (C_out, P) = weight (C_out, K) x col_n (K, P),     col_n = im2col(in_n).
  * Backward: d_weight += d_out_n (C_out, P) x col_n^T, and d_in_n += col2im(weight^T x d_out_n).
  *
- * Two schedules, chosen per shape by conv_plan():
- * - per image (large P): the GEMM writes straight into the NCHW output; a 1x1 stride-1 pad-0
+ * Work goes in units of G images, G chosen per shape by conv_plan_make():
+ * - G = 1 (large P): the GEMM writes straight into the NCHW output; a 1x1 stride-1 pad-0
  *   conv needs no im2col at all (the input image already is col_n, d_in_n takes the GEMM
  *   result directly).
- * - batched (small P, e.g. ResNet layer4 at 4x2): a chunk of G images is laid side by side in
- *   one (K, G*P) column matrix so BLIS gets a GEMM wide enough to run at speed; the output is
- *   then scattered to NCHW (and d_out gathered the other way). The copies are O(C_out*G*P)
- *   against O(C_out*K*G*P) GEMM flops.
- * The workspace holds one chunk, so it is bounded by the chunk size, not by N.
+ * - G > 1 (small P, e.g. ResNet layer4 at 4x2): the G images are laid side by side in one
+ *   (K, G*P) column matrix so the GEMM is wide enough to run at speed; the output is then
+ *   scattered to NCHW (and d_out gathered the other way). The copies are O(C_out*G*P) against
+ *   O(C_out*K*G*P) GEMM flops.
+ * For up to TRANSPOSE_MAX_C_OUT output channels d_weight is computed transposed,
+ *     d_weight^T (K, C_out) += col_n (K, P) x d_out_n^T,
+ * from d_out_n transposed by rows (ops/transpose.c), and added back transposed at the end:
+ * BLIS's skx kernels pack a GEMM operand stored by columns (col^T, in the plain form) with a
+ * scalar loop, at up to half the speed.
  *
- * Threads: per-image convs run image-parallel ("lanes") when the thread count T is small (up
- * to the cores this process may run on, and at most PTL_CONV_LANES_MAX): each thread takes
- * whole images with a single-threaded GEMM, in one parallel region per call, so there are no
- * BLIS barriers inside the many small per-image GEMMs (measured in docs/performance.md).
- * d_weight is summed from per-lane copies at the end (1x1 convs split its rows instead). The
- * workspace then holds one column buffer per lane and T - 1 d_weight copies; it is sized for
- * the most lanes the process could use, not for N. Batched shapes, and more threads than that,
- * keep BLIS's own threading.
+ * Threads: units run in parallel ("lanes") when the thread count T is small (up to the cores
+ * this process may run on, and at most PTL_CONV_LANES_MAX): each thread takes whole units with
+ * single-threaded GEMMs, in one parallel region per call, so there are no BLIS barriers inside
+ * the many small GEMMs (measured in docs/performance.md). d_weight is summed from per-lane
+ * copies at the end. The workspace holds one set of unit buffers per lane and T - 1 d_weight
+ * copies; it is sized for the most lanes the process could use, not for N. Too few units, and
+ * more threads than that, keep BLIS's own threading.
  *
  * 3x3 stride-1 pad-1 convs with enough channels and tiles take Winograd F(2x2, 3x3) instead
- * (ops/winograd.c: 2.25x fewer multiplications, its own chunked workspace). */
+ * (ops/winograd.c: 2.25x fewer multiplications, its own chunked workspace) for the forward and
+ * d_in, and for d_weight only with large weights (wino_weight_grad()). */
 #include "ptl/ops.h"
 
 #include <limits.h>
@@ -34,6 +38,7 @@
 #include "ops/check.h"
 #include "ops/gemm.h"
 #include "ops/im2col.h"
+#include "ops/transpose.h"
 #include "ops/winograd.h"
 
 /* Images whose output has at least this many pixels get their own GEMM; smaller ones are
@@ -44,6 +49,21 @@
 #define PER_IMAGE_MIN_PIXELS 512
 #define DIRECT_PER_IMAGE_MIN_PIXELS 128
 #define BATCH_COLS 512
+/* d_weight is computed transposed (see the header) up to this C_out. BLIS's skx kernels pack a
+ * column-stored operand with a scalar loop whose cost is spread over the C_out rows of
+ * d_weight: on Zen 5 one core ran ResNet's stem (64x147x2048) at 40 GFLOPS plain and 125
+ * transposed, a 128x576x512 stride-2 conv at 94 and 140. At C_out 512 the plain form runs at
+ * speed and the per-lane d_weight^T sums and their transposed add cost more than the GEMM
+ * gains (docs/performance.md). */
+#define TRANSPOSE_MAX_C_OUT 256
+/* With a column-preferring micro-kernel (skx's), Winograd's d_weight (transforms of the input
+ * and of d_out over the whole batch, memory-bound, half its time) lost to the transposed
+ * im2col GEMM below these weights: Zen 5, 2 threads, batch 32: 64 -> 64 channels at 32x16
+ * 7.5 -> 6.1-6.9 ms, 128 -> 128 at 16x8 5.9 -> 5.3, 64 -> 256 at 32x16 (a BConv-Cell gate)
+ * 24.4 -> 17.5; 256 -> 256 at 8x4 ran alike. With haswell's row-preferring kernel on the same
+ * CPU Winograd kept 128 -> 128 (7.0 against 8.8 ms), so it keeps d_weight there
+ * (docs/performance.md). */
+#define WINO_WEIGHT_GRAD_MIN_WEIGHTS (256 * 256)
 /* Most image lanes: beyond this, per-lane buffers cost more memory than BLIS threading saves.
  * A build with -DPTL_CONV_LANES_MAX=1 has no lanes (how docs/performance.md measured them). */
 #ifndef PTL_CONV_LANES_MAX
@@ -56,9 +76,20 @@ struct conv_plan {
     int k;      /* C_in*KH*KW: the GEMM inner dimension */
     int p;      /* H_out*W_out: GEMM columns per image */
     int direct; /* 1x1, stride 1, pad 0: the input is its own column matrix */
-    int group;  /* images per GEMM (1 = per-image schedule) */
-    int lanes_cap; /* most image lanes the workspace is sized for (1: none) */
+    int group;  /* images per unit, side by side in one GEMM (1 = per-image) */
+    int units;  /* ceil(n / group) */
+    int transpose; /* d_weight computed transposed (TRANSPOSE_MAX_C_OUT) */
+    int lanes_cap; /* most lanes the workspace is sized for (1: none) */
 };
+
+/* A Winograd shape (ptl__winograd_applies) whose d_weight Winograd computes too; the others
+ * take the im2col GEMMs for it. */
+static int wino_weight_grad(const struct ptl_conv2d_shape *s)
+{
+    return ptl__ukernel()->row_pref ||
+           (long long)s->c_in * s->c_out >= WINO_WEIGHT_GRAD_MIN_WEIGHTS ||
+           s->c_out > TRANSPOSE_MAX_C_OUT;
+}
 
 static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, struct conv_plan *pl)
 {
@@ -97,33 +128,64 @@ static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, stru
     }
     /* Lanes are bounded by the cores this process may use, which no thread setting can
      * exceed at run time, so a workspace sized now stays large enough. */
+    pl->units = (s->n + pl->group - 1) / pl->group;
+    pl->transpose = s->c_out <= TRANSPOSE_MAX_C_OUT;
     int cap = ptl_threads_available();
     cap = cap < PTL_CONV_LANES_MAX ? cap : PTL_CONV_LANES_MAX;
-    pl->lanes_cap = pl->group == 1 && s->n >= 2 ? (s->n < cap ? s->n : cap) : 1;
+    pl->lanes_cap = pl->units >= 2 ? (pl->units < cap ? pl->units : cap) : 1;
     return PTL_OK;
 }
 
-/* Lanes for this call: all T threads when T fits the cap and the images spread evenly enough
- * (a remainder is fine once every lane has several images); else 1 (BLIS threads the GEMMs). */
+/* Lanes for this call: all T threads when T fits the cap and the units spread evenly enough
+ * (a remainder is fine once every lane has several units); else 1 (BLIS threads the GEMMs). */
 static int run_lanes(const struct conv_plan *pl)
 {
     int t = omp_get_max_threads();
     if (pl->lanes_cap < 2 || t < 2 || t > pl->lanes_cap)
         return 1;
-    return pl->n % t == 0 || pl->n >= 4 * t ? t : 1;
+    return pl->units % t == 0 || pl->units >= 4 * t ? t : 1;
 }
 
-/* Scratch of one chunk: the column matrix (K, G*P), plus for batched chunks the GEMM's
- * (C_out, G*P) output (forward) or the gathered d_out (backward). */
-static size_t plan_workspace(const struct conv_plan *pl)
+/* The image is its own column matrix: no im2col, no column buffer. */
+static int plain_direct(const struct conv_plan *pl)
+{
+    return pl->direct && pl->group == 1;
+}
+
+/* One lane's scratch for a unit of G images (cols = G*P):
+ *   col (K, cols)     im2col's output, and d_col in backward (none when plain_direct);
+ *   yb  (C_out, cols) the GEMM's output before scatter_out, or the gathered d_out (G > 1);
+ * and with pl->transpose, for d_weight^T (K, C_out) += col x d_out^T:
+ *   dyt (cols, C_out) the unit's d_out, transposed image by image;
+ *   dwt (K, C_out)    this lane's sum of d_weight^T over its units. */
+struct lane_bufs {
+    float *col, *yb, *dyt, *dwt;
+};
+
+static size_t lane_floats(const struct conv_plan *pl)
+{
+    size_t cols = (size_t)pl->group * pl->p, mk = (size_t)pl->m * pl->k;
+    return (plain_direct(pl) ? 0 : (size_t)pl->k * cols) +
+           (pl->group > 1 ? (size_t)pl->m * cols : 0) +
+           (pl->transpose ? (size_t)pl->m * cols + mk : 0);
+}
+
+static struct lane_bufs lane_bufs_at(const struct conv_plan *pl, float *workspace, int lane)
 {
     size_t cols = (size_t)pl->group * pl->p;
-    if (pl->group == 1 && pl->direct)
-        return 0; /* lanes split d_weight by rows instead of keeping copies */
-    if (pl->group == 1)
-        return (size_t)pl->lanes_cap * pl->k * cols +
-               (size_t)(pl->lanes_cap - 1) * pl->m * pl->k;
-    return ((size_t)pl->k + pl->m) * cols;
+    struct lane_bufs b;
+    b.col = workspace + (size_t)lane * lane_floats(pl);
+    b.yb = b.col + (plain_direct(pl) ? 0 : (size_t)pl->k * cols);
+    b.dyt = b.yb + (pl->group > 1 ? (size_t)pl->m * cols : 0);
+    b.dwt = b.dyt + (pl->transpose ? (size_t)pl->m * cols : 0);
+    return b;
+}
+
+/* All lanes' unit buffers, then (without pl->transpose) lanes_cap - 1 d_weight copies. */
+static size_t plan_workspace(const struct conv_plan *pl)
+{
+    return (size_t)pl->lanes_cap * lane_floats(pl) +
+           (pl->transpose ? 0 : (size_t)(pl->lanes_cap - 1) * pl->m * pl->k);
 }
 
 int ptl_conv2d_output_size(const struct ptl_conv2d_shape *s, int *h_out, int *w_out)
@@ -144,9 +206,10 @@ size_t ptl_conv2d_workspace_floats(const struct ptl_conv2d_shape *s)
     struct conv_plan pl;
     if (conv_plan_make("conv2d", s, &pl))
         return 0; /* the op itself reports the bad shape */
-    if (ptl__winograd_applies(s))
-        return ptl__winograd_workspace_floats(s);
-    return plan_workspace(&pl);
+    if (!ptl__winograd_applies(s))
+        return plan_workspace(&pl);
+    size_t wino = ptl__winograd_workspace_floats(s), gemm = plan_workspace(&pl);
+    return wino_weight_grad(s) || wino >= gemm ? wino : gemm;
 }
 
 /* out (cnt, M, P) = tmp (M, cnt*P) regrouped per image, + bias (M) when given. */
@@ -209,82 +272,106 @@ static void bias_grad(float *d_bias, const float *d_out, int n, int m, int p)
     }
 }
 
-/* Per-image forward, image-parallel over `lanes` threads (see the header). */
-static void forward_lanes(float *out, const float *in, const float *weight, const float *bias,
-                          const struct conv_plan *pl, float *workspace, int lanes)
+/* ptl_sgemm (BLIS threads) or ptl__sgemm_single (the calling thread: lanes) */
+typedef int (*gemm_fn)(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc);
+
+/* Images [*n0, *n0 + *cnt) of unit u. */
+static void unit_images(const struct conv_plan *pl, int u, int *n0, int *cnt)
 {
-    const int m = pl->m, k = pl->k, p = pl->p;
-    const size_t in_img = (size_t)pl->g.c * pl->g.h * pl->g.w, out_img = (size_t)m * p;
-#pragma omp parallel num_threads(lanes)
-    {
-        float *col = workspace + (size_t)omp_get_thread_num() * k * p; /* (K, P) */
-#pragma omp for schedule(static)
-        for (int i = 0; i < pl->n; i++) {
-            const float *x = in + i * in_img;
-            float *y = out + i * out_img;
-            /* im2col's and add_bias's own parallel loops run on this thread alone (nested). */
-            if (!pl->direct)
-                ptl__im2col(col, (size_t)p, x, 1, &pl->g);
-            /* The shapes were checked by conv_plan_make: the GEMM cannot fail. */
-            ptl__sgemm_single(0, 0, m, p, k, 1.0f, weight, k, pl->direct ? x : col, p, 0.0f, y,
-                              p);
-            if (bias)
-                add_bias(y, bias, m, p);
-        }
-    }
+    *n0 = u * pl->group;
+    *cnt = pl->n - *n0 < pl->group ? pl->n - *n0 : pl->group;
 }
 
-/* Per-image backward, image-parallel. d_in: each lane its images. d_weight: for 1x1 direct
- * convs each lane sums all images into its own rows of d_weight (no copies, and the same sums
- * in the same order whatever the lane count); otherwise lane 0 accumulates in place and lanes
- * 1.. into zeroed copies (so each image's im2col is done once), summed into d_weight at the end
- * in lane order: deterministic for a given thread count. */
-static void backward_lanes(float *d_in, float *d_weight, const float *d_out, const float *in,
-                           const float *weight, const struct conv_plan *pl, float *workspace,
-                           int lanes)
+static int forward_unit(float *out, const float *in, const float *weight, const float *bias,
+                        const struct conv_plan *pl, const struct lane_bufs *b, int u,
+                        gemm_fn gemm)
 {
     const int m = pl->m, k = pl->k, p = pl->p;
-    const size_t in_img = (size_t)pl->g.c * pl->g.h * pl->g.w, out_img = (size_t)m * p;
-    const size_t mk = (size_t)m * k, col_floats = pl->direct ? 0 : (size_t)k * p;
-    float *dw_copies = pl->direct ? NULL : workspace + (size_t)pl->lanes_cap * col_floats;
-#pragma omp parallel num_threads(lanes)
-    {
-        const int lane = omp_get_thread_num();
-        float *col = pl->direct ? NULL : workspace + (size_t)lane * col_floats; /* (K, P) */
-        float *dw = pl->direct || lane == 0 ? d_weight : dw_copies + (size_t)(lane - 1) * mk;
-        if (d_weight && dw != d_weight)
-            memset(dw, 0, mk * sizeof *dw);
-#pragma omp for schedule(static)
-        for (int i = 0; i < pl->n; i++) {
-            const float *x = in + i * in_img, *dy = d_out + i * out_img;
-            float *dx = d_in ? d_in + i * in_img : NULL;
-            if (d_weight && !pl->direct) {
-                ptl__im2col(col, (size_t)p, x, 1, &pl->g);
-                /* d_weight (M, K) += dy (M, P) x col^T (P, K) */
-                ptl__sgemm_single(0, 1, m, k, p, 1.0f, dy, p, col, p, 1.0f, dw, k);
-            }
-            if (dx && pl->direct) {
-                ptl__sgemm_single(1, 0, k, p, m, 1.0f, weight, k, dy, p, 1.0f, dx, p);
-            } else if (dx) {
-                ptl__sgemm_single(1, 0, k, p, m, 1.0f, weight, k, dy, p, 0.0f, col, p);
-                ptl__col2im_add(dx, col, (size_t)p, 1, &pl->g);
-            }
-        }
-        if (d_weight && pl->direct) {
-            int lo = (int)((long)m * lane / lanes), hi = (int)((long)m * (lane + 1) / lanes);
-            for (int i = 0; i < pl->n && hi > lo; i++)
-                ptl__sgemm_single(0, 1, hi - lo, k, p, 1.0f, d_out + i * out_img + (size_t)lo * p,
-                                  p, in + i * in_img, p, 1.0f, d_weight + (size_t)lo * k, k);
-        } else if (d_weight) {
-#pragma omp for schedule(static)
-            for (size_t e = 0; e < mk; e++) {
-                float acc = d_weight[e];
-                for (int l = 1; l < lanes; l++)
-                    acc += dw_copies[(size_t)(l - 1) * mk + e];
-                d_weight[e] = acc;
-            }
-        }
+    int n0, cnt;
+    unit_images(pl, u, &n0, &cnt);
+    const int cols = cnt * p;
+    const float *x = in + (size_t)n0 * pl->g.c * pl->g.h * pl->g.w; /* (cnt, C_in, H, W) */
+    float *y = out + (size_t)n0 * m * p;                            /* (cnt, C_out, P) */
+    const float *col = x;                                           /* (K, cols) */
+    if (!plain_direct(pl)) {
+        /* im2col's and the other helpers' parallel loops run on this thread alone inside a
+         * lane (nested), on all threads otherwise. */
+        ptl__im2col(b->col, (size_t)cols, x, cnt, &pl->g);
+        col = b->col;
     }
+    if (pl->group == 1) {
+        int rc = gemm(0, 0, m, p, k, 1.0f, weight, k, col, p, 0.0f, y, p);
+        if (rc == 0 && bias)
+            add_bias(y, bias, m, p);
+        return rc;
+    }
+    int rc = gemm(0, 0, m, cols, k, 1.0f, weight, k, col, cols, 0.0f, b->yb, cols);
+    if (rc == 0)
+        scatter_out(y, b->yb, bias, cnt, m, p);
+    return rc;
+}
+
+/* Unit u's d_out as one (C_out, cols) matrix: in place for a single image, else gathered into
+ * b->yb. */
+static const float *unit_dout(const float *d_out, const struct conv_plan *pl,
+                              const struct lane_bufs *b, int u)
+{
+    int n0, cnt;
+    unit_images(pl, u, &n0, &cnt);
+    const float *dy = d_out + (size_t)n0 * pl->m * pl->p; /* (cnt, C_out, P) */
+    if (pl->group == 1)
+        return dy;
+    gather_dout(b->yb, dy, cnt, pl->m, pl->p);
+    return b->yb;
+}
+
+/* Unit u's share of d_weight: with pl->transpose, b->dwt (K, C_out) (+)= col x d_out^T (first:
+ * the lane's first unit, which sets it), else d_weight (C_out, K) += dyb x col^T, dyb from
+ * unit_dout(). */
+static int weight_grad_unit(float *d_weight, const float *d_out, const float *dyb,
+                            const float *in, const struct conv_plan *pl,
+                            const struct lane_bufs *b, int u, int first, gemm_fn gemm)
+{
+    const int m = pl->m, k = pl->k, p = pl->p;
+    int n0, cnt;
+    unit_images(pl, u, &n0, &cnt);
+    const int cols = cnt * p;
+    const float *x = in + (size_t)n0 * pl->g.c * pl->g.h * pl->g.w; /* (cnt, C_in, H, W) */
+    const float *dy = d_out + (size_t)n0 * m * p;                   /* (cnt, C_out, P) */
+    const float *col = x;                                           /* (K, cols) */
+    if (!plain_direct(pl)) {
+        ptl__im2col(b->col, (size_t)cols, x, cnt, &pl->g);
+        col = b->col;
+    }
+    if (pl->transpose) {
+        for (int i = 0; i < cnt; i++) /* dyt rows i*P.. = image i's d_out (C_out, P)^T */
+            ptl__transpose(b->dyt + (size_t)i * p * m, (size_t)m, dy + (size_t)i * m * p,
+                           (size_t)p, m, p, 0);
+        return gemm(0, 0, k, m, cols, 1.0f, col, cols, b->dyt, m, first ? 0.0f : 1.0f, b->dwt,
+                    m);
+    }
+    return gemm(0, 1, m, k, cols, 1.0f, dyb, cols, col, cols, 1.0f, d_weight, k);
+}
+
+/* d_in += col2im(weight^T x dyb) for unit u, dyb from unit_dout(). */
+static int input_grad_unit(float *d_in, const float *dy, const float *weight,
+                           const struct conv_plan *pl, const struct lane_bufs *b, int u,
+                           gemm_fn gemm)
+{
+    const int m = pl->m, k = pl->k, p = pl->p;
+    int n0, cnt;
+    unit_images(pl, u, &n0, &cnt);
+    const int cols = cnt * p;
+    float *dx = d_in + (size_t)n0 * pl->g.c * pl->g.h * pl->g.w; /* (cnt, C_in, H, W) */
+    if (plain_direct(pl)) /* d_in (C_in, P) += weight^T (C_in, C_out) x dy: no col2im */
+        return gemm(1, 0, k, p, m, 1.0f, weight, k, dy, p, 1.0f, dx, p);
+    /* d_col (K, cols) = weight^T x dy, in the column buffer */
+    int rc = gemm(1, 0, k, cols, m, 1.0f, weight, k, dy, cols, 0.0f, b->col, cols);
+    if (rc == 0)
+        ptl__col2im_add(dx, b->col, (size_t)cols, cnt, &pl->g);
+    return rc;
 }
 
 int ptl_conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
@@ -306,39 +393,53 @@ int ptl_conv2d_forward(float *out, const float *in, const float *weight, const f
         return ptl__winograd_forward(out, in, weight, bias, s, workspace);
     const int lanes = run_lanes(&pl);
     if (lanes > 1) {
-        forward_lanes(out, in, weight, bias, &pl, workspace, lanes);
+#pragma omp parallel num_threads(lanes)
+        {
+            const struct lane_bufs b = lane_bufs_at(&pl, workspace, omp_get_thread_num());
+            /* The shapes were checked by conv_plan_make: the GEMMs cannot fail. */
+#pragma omp for schedule(static)
+            for (int u = 0; u < pl.units; u++)
+                (void)forward_unit(out, in, weight, bias, &pl, &b, u, ptl__sgemm_single);
+        }
         return PTL_OK;
     }
-    const int m = pl.m, k = pl.k, p = pl.p;
-    const size_t in_img = (size_t)pl.g.c * pl.g.h * pl.g.w, out_img = (size_t)m * p;
+    const struct lane_bufs b = lane_bufs_at(&pl, workspace, 0);
+    for (int u = 0; u < pl.units && rc == 0; u++)
+        rc = forward_unit(out, in, weight, bias, &pl, &b, u, ptl_sgemm);
+    return rc;
+}
 
-    for (int n0 = 0; n0 < pl.n; n0 += pl.group) {
-        int cnt = pl.n - n0 < pl.group ? pl.n - n0 : pl.group;
-        const float *x = in + n0 * in_img; /* (cnt, C_in, H, W) */
-        float *y = out + n0 * out_img;     /* (cnt, C_out, H_out, W_out) */
-        if (pl.group == 1) {
-            const float *col = x; /* (K, P) */
-            if (!pl.direct) {
-                ptl__im2col(workspace, (size_t)p, x, 1, &pl.g);
-                col = workspace;
-            }
-            rc = ptl_sgemm(0, 0, m, p, k, 1.0f, weight, k, col, p, 0.0f, y, p);
-            if (rc)
-                return rc;
-            if (bias)
-                add_bias(y, bias, m, p);
-        } else {
-            int cols = cnt * p;
-            float *col = workspace;                              /* (K, cnt*P) */
-            float *tmp = workspace + (size_t)k * pl.group * p;   /* (M, cnt*P) */
-            ptl__im2col(col, (size_t)cols, x, cnt, &pl.g);
-            rc = ptl_sgemm(0, 0, m, cols, k, 1.0f, weight, k, col, cols, 0.0f, tmp, cols);
-            if (rc)
-                return rc;
-            scatter_out(y, tmp, bias, cnt, m, p);
+/* d_weight (C_out, K) += the lanes' d_weight^T sums, or the lane copies 1..lanes-1 (lane 0
+ * accumulated in place), in lane order: deterministic for a given thread count. Called by
+ * every thread of the parallel region (or outside one, with lanes = 1). */
+static void sum_lanes(float *d_weight, const struct conv_plan *pl, float *workspace, int lanes)
+{
+    const int m = pl->m, k = pl->k;
+    const size_t mk = (size_t)m * k;
+    if (!pl->transpose) {
+        const float *copies = workspace + (size_t)pl->lanes_cap * lane_floats(pl);
+#pragma omp for schedule(static)
+        for (size_t e = 0; e < mk; e++) {
+            float acc = d_weight[e];
+            for (int l = 1; l < lanes; l++)
+                acc += copies[(size_t)(l - 1) * mk + e];
+            d_weight[e] = acc;
         }
+        return;
     }
-    return PTL_OK;
+    /* blocks of 64 rows of d_weight^T: lane 1.. summed into lane 0's, then added transposed */
+    float *dwt0 = lane_bufs_at(pl, workspace, 0).dwt;
+#pragma omp for schedule(static)
+    for (int r0 = 0; r0 < k; r0 += 64) {
+        int rows = k - r0 < 64 ? k - r0 : 64;
+        float *blk = dwt0 + (size_t)r0 * m; /* (rows, C_out) */
+        for (int l = 1; l < lanes; l++) {
+            const float *add = lane_bufs_at(pl, workspace, l).dwt + (size_t)r0 * m;
+            for (size_t e = 0; e < (size_t)rows * m; e++)
+                blk[e] += add[e];
+        }
+        ptl__transpose(d_weight + r0, (size_t)k, blk, (size_t)m, rows, m, 1);
+    }
 }
 
 int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out,
@@ -354,70 +455,70 @@ int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float
     PTL_CHECK_PTR(op, in);
     PTL_CHECK_PTR(op, weight);
     const int wino = ptl__winograd_applies(s);
-    size_t need = wino ? ptl__winograd_workspace_floats(s) : plan_workspace(&pl);
+    size_t need = ptl_conv2d_workspace_floats(s);
     PTL_CHECK(workspace != NULL || need == 0 || (d_in == NULL && d_weight == NULL),
               "%s: workspace is NULL but this shape needs %zu floats", op, need);
-    const int m = pl.m, k = pl.k, p = pl.p;
-    const size_t in_img = (size_t)pl.g.c * pl.g.h * pl.g.w, out_img = (size_t)m * p;
-
     if (d_bias)
-        bias_grad(d_bias, d_out, pl.n, m, p);
+        bias_grad(d_bias, d_out, pl.n, pl.m, pl.p);
     if (d_in == NULL && d_weight == NULL)
         return PTL_OK;
-    if (wino)
+    if (wino && wino_weight_grad(s))
         return ptl__winograd_backward(d_in, d_weight, d_out, in, weight, s, workspace);
+    if (wino) { /* d_in by Winograd, d_weight below */
+        if (d_in)
+            rc = ptl__winograd_backward(d_in, NULL, d_out, in, weight, s, workspace);
+        if (rc || d_weight == NULL)
+            return rc;
+        d_in = NULL;
+    }
     const int lanes = run_lanes(&pl);
     if (lanes > 1) {
-        backward_lanes(d_in, d_weight, d_out, in, weight, &pl, workspace, lanes);
+        /* d_weight: each lane sums its units into its own d_weight^T (pl.transpose), or lane 0
+         * into d_weight in place and lanes 1.. into zeroed copies; summed at the end. */
+        const size_t mk = (size_t)pl.m * pl.k;
+        float *copies = workspace + (size_t)pl.lanes_cap * lane_floats(&pl);
+#pragma omp parallel num_threads(lanes)
+        {
+            const int lane = omp_get_thread_num();
+            const struct lane_bufs b = lane_bufs_at(&pl, workspace, lane);
+            float *dw = d_weight;
+            if (d_weight && !pl.transpose && lane > 0) {
+                dw = copies + (size_t)(lane - 1) * mk;
+                memset(dw, 0, mk * sizeof *dw);
+            }
+            int first = 1;
+            /* The shapes were checked by conv_plan_make: the GEMMs cannot fail. */
+#pragma omp for schedule(static)
+            for (int u = 0; u < pl.units; u++) {
+                const float *dyb = d_in || !pl.transpose ? unit_dout(d_out, &pl, &b, u) : NULL;
+                if (d_weight)
+                    (void)weight_grad_unit(dw, d_out, dyb, in, &pl, &b, u, first,
+                                           ptl__sgemm_single);
+                if (d_in)
+                    (void)input_grad_unit(d_in, dyb, weight, &pl, &b, u, ptl__sgemm_single);
+                first = 0;
+            }
+            if (d_weight && pl.transpose) {
+                if (first) /* a lane without units adds nothing */
+                    memset(b.dwt, 0, mk * sizeof *b.dwt);
+#pragma omp barrier
+            }
+            if (d_weight)
+                sum_lanes(d_weight, &pl, workspace, lanes);
+        }
         return PTL_OK;
     }
-
-    for (int n0 = 0; n0 < pl.n; n0 += pl.group) {
-        int cnt = pl.n - n0 < pl.group ? pl.n - n0 : pl.group;
-        const float *x = in + n0 * in_img;     /* (cnt, C_in, H, W) */
-        const float *dy = d_out + n0 * out_img; /* (cnt, C_out, H_out, W_out) */
-        float *dx = d_in ? d_in + n0 * in_img : NULL;
-        if (pl.group == 1) {
-            if (d_weight) {
-                const float *col = x; /* (K, P) */
-                if (!pl.direct) {
-                    ptl__im2col(workspace, (size_t)p, x, 1, &pl.g);
-                    col = workspace;
-                }
-                /* d_weight (M, K) += dy (M, P) x col^T (P, K) */
-                rc = ptl_sgemm(0, 1, m, k, p, 1.0f, dy, p, col, p, 1.0f, d_weight, k);
-                if (rc)
-                    return rc;
-            }
-            if (dx && pl.direct) {
-                /* d_in (C_in, P) += weight^T (C_in, M) x dy (M, P): no col2im needed */
-                rc = ptl_sgemm(1, 0, k, p, m, 1.0f, weight, k, dy, p, 1.0f, dx, p);
-            } else if (dx) {
-                /* dcol (K, P) = weight^T x dy, reusing the column buffer */
-                rc = ptl_sgemm(1, 0, k, p, m, 1.0f, weight, k, dy, p, 0.0f, workspace, p);
-                if (rc == 0)
-                    ptl__col2im_add(dx, workspace, (size_t)p, 1, &pl.g);
-            }
-            if (rc)
-                return rc;
-        } else {
-            int cols = cnt * p;
-            float *col = workspace;                            /* (K, cnt*P) */
-            float *dyb = workspace + (size_t)k * pl.group * p; /* (M, cnt*P) */
-            gather_dout(dyb, dy, cnt, m, p);
-            if (d_weight) {
-                ptl__im2col(col, (size_t)cols, x, cnt, &pl.g);
-                rc = ptl_sgemm(0, 1, m, k, cols, 1.0f, dyb, cols, col, cols, 1.0f, d_weight, k);
-                if (rc)
-                    return rc;
-            }
-            if (dx) {
-                rc = ptl_sgemm(1, 0, k, cols, m, 1.0f, weight, k, dyb, cols, 0.0f, col, cols);
-                if (rc)
-                    return rc;
-                ptl__col2im_add(dx, col, (size_t)cols, cnt, &pl.g);
-            }
-        }
+    const struct lane_bufs b = lane_bufs_at(&pl, workspace, 0);
+    for (int u = 0; u < pl.units && rc == 0; u++) {
+        const float *dyb = d_in || !pl.transpose ? unit_dout(d_out, &pl, &b, u) : NULL;
+        if (d_weight)
+            rc = weight_grad_unit(d_weight, d_out, dyb, in, &pl, &b, u, u == 0, ptl_sgemm);
+        if (rc == 0 && d_in)
+            rc = input_grad_unit(d_in, dyb, weight, &pl, &b, u, ptl_sgemm);
     }
-    return PTL_OK;
+    if (rc == 0 && d_weight && pl.transpose) {
+#pragma omp parallel
+        sum_lanes(d_weight, &pl, workspace, 1);
+    }
+    return rc;
 }

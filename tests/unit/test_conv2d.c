@@ -65,27 +65,61 @@ static void case_free(struct conv_case *c)
     free(c->ws);
 }
 
+/* Lanes the conv2d workspace is sized for, with `units` units of work (conv2d.c). */
+static int lanes_for(int units)
+{
+    int cap = ptl_threads_available() < 16 ? ptl_threads_available() : 16;
+    return units < 2 ? 1 : units < cap ? units : cap;
+}
+
+/* conv2d.c's workspace for units of g images on l lanes: per lane the column buffer (none for
+ * a 1x1 stride-1 conv per image), the unit's C_out GEMM rows (g > 1), and up to 256 output
+ * channels the transposed d_out and d_weight^T; above that, l - 1 d_weight copies. */
+static size_t expected_workspace(const struct ptl_conv2d_shape *s, size_t p, size_t g, int l)
+{
+    size_t k = (size_t)s->c_in * s->kh * s->kw, m = (size_t)s->c_out, cols = g * p;
+    int plain_direct = g == 1 && s->kh == 1 && s->kw == 1 && s->stride_h == 1 &&
+                       s->stride_w == 1 && s->pad_h == 0 && s->pad_w == 0;
+    int transposed = s->c_out <= 256;
+    size_t lane = (plain_direct ? 0 : k * cols) + (g > 1 ? m * cols : 0) +
+                  (transposed ? m * cols + m * k : 0);
+    return l * lane + (transposed ? 0 : (size_t)(l - 1) * m * k);
+}
+
 static void assert_path(const struct ptl_conv2d_shape *s, int ho, int wo, enum path want)
 {
-    size_t k = (size_t)s->c_in * s->kh * s->kw, p = (size_t)ho * wo;
+    size_t p = (size_t)ho * wo;
     size_t ws = ptl_conv2d_workspace_floats(s);
     int wino = ptl__winograd_applies(s);
     cr_assert_eq(wino, want == PATH_WINOGRAD || (want == PATH_ANY && wino),
                  "Winograd path %s", wino ? "taken, not expected" : "expected, not taken");
     switch (want) {
     case PATH_WINOGRAD:
-        cr_assert_eq(ws, ptl__winograd_workspace_floats(s), "Winograd workspace");
+        /* with skx's kernel small weights take d_weight from the im2col GEMMs (conv2d.c),
+         * whose workspace may be the larger */
+        cr_assert_geq(ws, ptl__winograd_workspace_floats(s), "Winograd workspace");
         break;
-    case PATH_DIRECT: cr_assert_eq(ws, 0, "expected the 1x1 direct per-image path"); break;
-    case PATH_PER_IMAGE: {
-        /* one column buffer per image lane, and a d_weight copy per lane after the first */
-        int lanes = ptl_threads_available() < 16 ? ptl_threads_available() : 16;
-        lanes = s->n < 2 ? 1 : s->n < lanes ? s->n : lanes;
-        cr_assert_eq(ws, lanes * k * p + (lanes - 1) * (size_t)s->c_out * k,
-                     "expected the per-image im2col path with %d lanes", lanes);
+    case PATH_DIRECT: {
+        int l = lanes_for(s->n);
+        cr_assert_eq(ws, expected_workspace(s, p, 1, l),
+                     "expected the 1x1 direct per-image path with %d lanes", l);
         break;
     }
-    case PATH_BATCHED: cr_assert_gt(ws, k * p, "expected the batched path"); break;
+    case PATH_PER_IMAGE: {
+        int l = lanes_for(s->n);
+        cr_assert_eq(ws, expected_workspace(s, p, 1, l),
+                     "expected the per-image im2col path with %d lanes", l);
+        break;
+    }
+    case PATH_BATCHED: {
+        /* units of g images, about 512 GEMM columns (conv2d.c's BATCH_COLS) */
+        size_t g = (512 + p - 1) / p < (size_t)s->n ? (512 + p - 1) / p : (size_t)s->n;
+        int l = lanes_for((int)((s->n + g - 1) / g));
+        cr_assert(g > 1, "expected the batched path: %zu pixels need no batching", p);
+        cr_assert_eq(ws, expected_workspace(s, p, g, l),
+                     "expected the batched path, %zu images per unit, %d lanes", g, l);
+        break;
+    }
     case PATH_ANY: break;
     }
 }
@@ -259,6 +293,9 @@ Test(conv2d, two_threads_batched)
 {
     cr_assert_eq(ptl_threads_set(2), 0);
     check_conv(SHAPE(4, 8, 20, 20, 6, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
+    /* lanes of 2-image units: 9 units, the last one a single image */
+    check_conv(SHAPE(17, 2, 15, 20, 3, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
+    check_accumulates(SHAPE(17, 2, 15, 20, 3, 3, 3, 1, 1, 1, 1));
 }
 
 Test(conv2d, two_threads_per_image)
@@ -269,7 +306,7 @@ Test(conv2d, two_threads_per_image)
 
 /* Image lanes (one thread per image, single-threaded GEMMs) on two threads: an even batch, an
  * odd one too small to share (BLIS threads instead), an odd one large enough to share with a
- * remainder, and the 1x1 direct path whose d_weight rows are split between the lanes. Run on
+ * remainder, and the 1x1 direct path (per-lane d_weight copies, as for im2col). Run on
  * a 1-core affinity, these take the plain per-image path and must pass all the same. */
 Test(conv2d, two_threads_image_lanes)
 {
@@ -280,6 +317,18 @@ Test(conv2d, two_threads_image_lanes)
     check_conv(SHAPE(4, 6, 24, 24, 5, 1, 1, 1, 1, 0, 0), 1, PATH_DIRECT);
     check_accumulates(SHAPE(4, 5, 47, 45, 7, 3, 3, 2, 2, 1, 1));
     check_accumulates(SHAPE(4, 6, 24, 24, 5, 1, 1, 1, 1, 0, 0));
+}
+
+/* Over 256 output channels d_weight is not computed transposed (conv2d.c's
+ * TRANSPOSE_MAX_C_OUT): lane copies summed at the end, per image, batched and 1x1. */
+Test(conv2d, wide_output_plain_weight_gradient)
+{
+    cr_assert_eq(ptl_threads_set(2), 0);
+    check_conv(SHAPE(4, 2, 24, 24, 260, 3, 3, 1, 1, 1, 1), 1, PATH_PER_IMAGE);
+    check_conv(SHAPE(9, 2, 6, 5, 260, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
+    check_conv(SHAPE(4, 3, 24, 24, 260, 1, 1, 1, 1, 0, 0), 0, PATH_DIRECT);
+    check_accumulates(SHAPE(4, 2, 24, 24, 260, 3, 3, 1, 1, 1, 1));
+    check_accumulates(SHAPE(9, 2, 6, 5, 260, 3, 3, 1, 1, 1, 1));
 }
 
 /* Backward twice from zero gives exactly twice one call; NULL gradients skip their work. */
@@ -623,9 +672,12 @@ Test(conv2d_errors, null_buffers)
                  "workspace");
     /* Optional pieces really are optional. */
     cr_assert_eq(ptl_conv2d_backward(NULL, NULL, buf, buf, buf, buf, &s, NULL), 0);
+    /* a 1x1 conv needs scratch only for its d_weight^T GEMM: d_out^T and d_weight^T */
     struct ptl_conv2d_shape d = SHAPE(1, 2, 3, 3, 2, 1, 1, 1, 1, 0, 0);
-    cr_assert_eq(ptl_conv2d_workspace_floats(&d), 0);
-    cr_assert_eq(ptl_conv2d_forward(buf, buf + 32, buf + 64, NULL, &d, NULL), 0);
-    cr_assert_eq(ptl_conv2d_backward(buf + 96, buf + 128, NULL, buf, buf + 32, buf + 64, &d, NULL),
+    cr_assert_eq(ptl_conv2d_workspace_floats(&d), 2 * 9 + 2 * 2);
+    expect_error(ptl_conv2d_backward(buf + 96, buf + 128, NULL, buf, buf + 32, buf + 64, &d, NULL),
+                 "conv2d_backward", "workspace");
+    cr_assert_eq(ptl_conv2d_backward(buf + 96, buf + 128, NULL, buf, buf + 32, buf + 64, &d,
+                                     buf + 160),
                  0);
 }
