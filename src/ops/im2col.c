@@ -76,6 +76,10 @@ static inline void copy_row(float *dst, const float *src, int wo, int lo, int hi
         else if (s == 1)
             for (int j = 0; j < hi - lo; j++)
                 dst[lo + j] = from[j];
+        else if (s == 2) /* with a constant stride the loads become shuffles (ResNet's stem) */
+#pragma omp simd
+            for (int j = 0; j < hi - lo; j++)
+                dst[lo + j] = from[2 * (size_t)j];
         else
             for (int j = 0; j < hi - lo; j++)
                 dst[lo + j] = from[(size_t)j * s];

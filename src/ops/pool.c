@@ -55,9 +55,9 @@ static inline int big(const struct ptl_pool2d_shape *s)
  * compiler can make the compare-and-select vector code (after a ReLU the winner is a coin toss, and
  * the scalar loop's branch mispredicted on most cells: 16 ms for ResNet's stem pool at batch 32).
  */
-static PTL_SIMD_CLONES void interior_max(const float *x, int w, int h0, int h1, int kw, int sw,
-                                         int pw, int lo, int hi, float *restrict y,
-                                         int32_t *restrict am)
+static inline __attribute__((always_inline)) void
+interior_max_at(const float *x, int w, int h0, int h1, int kw, int sw, int pw, int lo, int hi,
+                float *restrict y, int32_t *restrict am)
 {
     for (int ow = lo; ow < hi; ow++) {
         y[ow] = -INFINITY;
@@ -75,6 +75,32 @@ static PTL_SIMD_CLONES void interior_max(const float *x, int w, int h0, int h1, 
                 am[ow] = take ? at0 + ow * sw : am[ow];
             }
         }
+}
+
+/* interior_max_at, vectorised, for any stride and for a constant stride 2 (ResNet's stem pool),
+ * where the strided loads become vector shuffles instead of gathers (the stem pool at batch 32,
+ * 2 threads: 3.4 -> 2.9 ms). */
+static PTL_SIMD_CLONES void interior_max_any(const float *x, int w, int h0, int h1, int kw,
+                                             int sw, int pw, int lo, int hi, float *restrict y,
+                                             int32_t *restrict am)
+{
+    interior_max_at(x, w, h0, h1, kw, sw, pw, lo, hi, y, am);
+}
+
+static PTL_SIMD_CLONES void interior_max_s2(const float *x, int w, int h0, int h1, int kw, int pw,
+                                            int lo, int hi, float *restrict y,
+                                            int32_t *restrict am)
+{
+    interior_max_at(x, w, h0, h1, kw, 2, pw, lo, hi, y, am);
+}
+
+static void interior_max(const float *x, int w, int h0, int h1, int kw, int sw, int pw, int lo,
+                         int hi, float *restrict y, int32_t *restrict am)
+{
+    if (sw == 2)
+        interior_max_s2(x, w, h0, h1, kw, pw, lo, hi, y, am);
+    else
+        interior_max_any(x, w, h0, h1, kw, sw, pw, lo, hi, y, am);
 }
 
 int ptl_maxpool2d_forward(float *out, int32_t *argmax, const float *in,
