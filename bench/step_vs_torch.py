@@ -12,11 +12,19 @@ With --rounds R the whole set runs R times, ptl and PyTorch alternating arch by 
 table gives medians over the rounds, with the range of the per-round ratios: on a shared
 machine one round can be off by 25%.
 
+PyTorch's CPU allocator takes fresh pages from the OS for its large tensors every step (glibc
+maps blocks above its mmap threshold and unmaps them on free): 22,000-30,000 minor page faults
+per resnet18 step here, whose cost swings with the host on a VM. The table reports them
+(faults per PyTorch step). --torch-keep-memory reruns the script with glibc's tunables set so
+that freed memory stays in the process (GLIBC_TUNABLES mmap_threshold 32 MiB, trim_threshold
+4 GiB): PyTorch then takes no faults per step, its best case. ptl allocates once and takes none.
+
 usage: bench/step_vs_torch.py PATH/TO/ptl [--threads T] [--steps S] [--warmup W] [--rounds R]
-                              [--quick]
+                              [--quick] [--torch-keep-memory]
 """
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,7 +58,11 @@ def logits_of(out):
     return [out]
 
 
+KEEP_MEMORY = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
+
+
 def time_torch(arch, shape, batch, steps, warmup):
+    """Median step time (s) and minor page faults per step."""
     torch.manual_seed(1)
     model = torch_model(arch, shape).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -58,6 +70,8 @@ def time_torch(arch, shape, batch, steps, warmup):
     y = torch.randint(0, CLASSES, (batch,))
     times = []
     for s in range(warmup + steps):
+        if s == warmup:
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = sum(F.cross_entropy(l, y) for l in logits_of(model(x)))
@@ -65,7 +79,8 @@ def time_torch(arch, shape, batch, steps, warmup):
         opt.step()
         if s >= warmup:
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return statistics.median(times), faults / steps
 
 
 def time_ptl(ptl, arch, shape, batch, steps, warmup, threads):
@@ -85,12 +100,19 @@ def main():
     ap.add_argument("--quick", action="store_true", help="batch 4 at a quarter of the input size")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat the whole set R times and report medians (default 1)")
+    ap.add_argument("--torch-keep-memory", action="store_true",
+                    help="run PyTorch with glibc keeping freed memory (no page faults per step)")
     a = ap.parse_args()
+    if a.torch_keep_memory and os.environ.get("GLIBC_TUNABLES") != KEEP_MEMORY:
+        # glibc reads its tunables at start-up: run the script again with them set
+        env = dict(os.environ, GLIBC_TUNABLES=KEEP_MEMORY)
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
     if a.rounds < 1:
         sys.exit(f"step_vs_torch: --rounds must be at least 1, got {a.rounds}")
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {a.threads} threads, median of {a.steps} steps "
-          f"after {a.warmup} warm-up, {a.rounds} round(s); images/s")
+          f"after {a.warmup} warm-up, {a.rounds} round(s); images/s"
+          + (f"; PyTorch with GLIBC_TUNABLES={KEEP_MEMORY}" if a.torch_keep_memory else ""))
     cases = []
     for backbone, c, h, w, batch in CASES:
         if a.quick:
@@ -98,23 +120,26 @@ def main():
         for arch in (backbone, "ptl-" + backbone):
             cases.append((arch, (c, h, w), batch))
     times = {arch: [] for arch, _, _ in cases}  # per round: (ptl s, PyTorch s)
+    faults = {arch: [] for arch, _, _ in cases}  # PyTorch's minor page faults per step
     for r in range(a.rounds):
         if a.rounds > 1:
             print(f"round {r + 1}/{a.rounds}", file=sys.stderr, flush=True)
         for arch, shape, batch in cases:
             t_ours = time_ptl(a.ptl, arch, shape, batch, a.steps, a.warmup, a.threads)
-            t_torch = time_torch(arch, shape, batch, a.steps, a.warmup)
+            t_torch, f_torch = time_torch(arch, shape, batch, a.steps, a.warmup)
             times[arch].append((t_ours, t_torch))
+            faults[arch].append(f_torch)
     med = statistics.median
     ratio_col = "ptl/PyTorch" + (" (range)" if a.rounds > 1 else "")
-    print(f"{'arch':<16}{'input':>12}{'batch':>6}{'ptl':>10}{'PyTorch':>10}  {ratio_col}")
+    print(f"{'arch':<16}{'input':>12}{'batch':>6}{'ptl':>10}{'PyTorch':>10}  {ratio_col:<20}"
+          f"{'PyTorch faults/step':>20}")
     for arch, shape, batch in cases:
         runs = times[arch]
         ratios = [t / o for o, t in runs]
         spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if a.rounds > 1 else ""
         print(f"{arch:<16}{'x'.join(map(str, shape)):>12}{batch:>6}"
               f"{batch / med([o for o, _ in runs]):>10.2f}{batch / med([t for _, t in runs]):>10.2f}"
-              f"  {med(ratios):.2f}x{spread}")
+              f"  {f'{med(ratios):.2f}x{spread}':<20}{med(faults[arch]):>20.0f}")
     print("\nPTL branch cost (step time of ptl-X / X" +
           (", median of the rounds" if a.rounds > 1 else "") + "):")
     for backbone, *_ in CASES:

@@ -169,8 +169,12 @@ static void shift_copy(float *restrict dst, const float *restrict plane,
     const int wo = g->wo, hw = g->h * g->w;
     int r0, r1;
     shift_rows(g, kh, &r0, &r1);
-    memset(dst, 0, sizeof(float) * (size_t)r0 * wo);
-    memset(dst + (size_t)r1 * wo, 0, sizeof(float) * (size_t)(g->ho - r1) * wo);
+    /* rows on the padding; most taps have none at one end or both (no empty memset calls:
+     * they showed in a resnet18 step's profile) */
+    if (r0 > 0)
+        memset(dst, 0, sizeof(float) * (size_t)r0 * wo);
+    if (r1 < g->ho)
+        memset(dst + (size_t)r1 * wo, 0, sizeof(float) * (size_t)(g->ho - r1) * wo);
     if (r0 >= r1)
         return;
     /* dst[j], j in [r0*wo, r1*wo), reads plane[j + shift]; clip to the plane, the clipped
