@@ -21,10 +21,11 @@
  * Threads: units run in parallel ("lanes") when the thread count T is small (up to the cores
  * this process may run on, and at most PTL_CONV_LANES_MAX): each thread takes whole units with
  * single-threaded GEMMs, in one parallel region per call, so there are no BLIS barriers inside
- * the many small GEMMs (measured in docs/performance.md). d_weight is summed from per-lane
- * copies at the end. The workspace holds one set of unit buffers per lane and T - 1 d_weight
- * copies; it is sized for the most lanes the process could use, not for N. Too few units, and
- * more threads than that, keep BLIS's own threading.
+ * the many small GEMMs (measured in docs/performance.md). Each lane sums d_weight over its
+ * units, into its own d_weight^T, or (plain form) lane 0 in place and the others into copies;
+ * the sums are added up at the end in lane order. The workspace holds one set of unit buffers
+ * per lane (and the copies); it is sized for the most lanes the process could use, not for N.
+ * Too few units, and more threads than that, keep BLIS's own threading.
  *
  * 3x3 stride-1 pad-1 convs with enough channels and tiles take Winograd F(2x2, 3x3) instead
  * (ops/winograd.c: 2.25x fewer multiplications, its own chunked workspace) for the forward and
