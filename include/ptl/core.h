@@ -50,10 +50,13 @@ double ptl_now(void);
  * negative code if PTL_THREADS is set but is not a positive integer. */
 int ptl_threads_from_env(void);
 
-/* Sets both BLIS and OpenMP to n threads (n >= 1). */
+/* Sets both BLIS and OpenMP to n threads (n >= 1), at most ptl_threads_available(): threads
+ * beyond the cores only wait for each other (BLIS's barriers spin without yielding, and a
+ * 2-thread test on a 1-core affinity ran for minutes instead of under a second). Callers that
+ * report the count read ptl_threads_get(). */
 int ptl_threads_set(int n);
 
-/* The value last given to ptl_threads_set (1 before any call). */
+/* The thread count set by ptl_threads_set (1 before any call). */
 int ptl_threads_get(void);
 
 /* Counter-based RNG (SplitMix64-style finaliser over seed and counters): any rank can jump to

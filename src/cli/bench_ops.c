@@ -495,6 +495,7 @@ int ptl_cli_bench(int argc, char **argv)
         fprintf(stderr, "ptl bench ops: %s\n", ptl_error_message());
         return PTL_EXIT_USAGE;
     }
+    o.threads = ptl_threads_get(); /* at most the cores this process may run on */
 
     if (o.tsv)
         printf("# ptl %s bench ops: threads %d, reps %d, warmup %d\n", ptl_version(), o.threads,

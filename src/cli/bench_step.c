@@ -234,5 +234,6 @@ int ptl_cli_bench_step(int argc, char **argv)
         }
     }
     ptl_threads_set(o.threads);
+    o.threads = ptl_threads_get(); /* at most the cores this process may run on */
     return run(&o);
 }

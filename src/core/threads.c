@@ -37,6 +37,8 @@ int ptl_threads_set(int n)
 {
     if (n < 1)
         return ptl_error(PTL_EINVAL, "threads: %d is not a positive thread count", n);
+    int cores = ptl_threads_available();
+    n = n < cores ? n : cores;
     bli_thread_set_num_threads(n);
     omp_set_num_threads(n);
     threads_current = n;

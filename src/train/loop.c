@@ -61,7 +61,11 @@ static int set_threads(const struct ptl_config *cfg)
             return n;
         t = n;
     }
-    return ptl_threads_set((int)t);
+    int rc = ptl_threads_set((int)t);
+    if (rc == 0 && ptl_threads_get() < t)
+        fprintf(stderr, "ptl: run.threads %ld is more than the %d core(s) this process may run on: "
+                        "running %d threads\n", t, ptl_threads_get(), ptl_threads_get());
+    return rc;
 }
 
 /* The config's model for inputs of c x h x w and `classes` outputs, with model.weights

@@ -58,6 +58,13 @@ awk '/by op kind/ {on = 1; next} on && /^all nodes/ {all = $4; exit}
     fail "profile rows do not add up to the 'all nodes' total: $(head -c 600 "$out")"
 expect 64 "$ptl" bench step --arch resnet18 --profile=yes
 grep_err "profile"
+# More threads than the cores the process may run on: the cores' count, reported as such (2
+# threads on one core ran BLIS's spinning barriers for minutes).
+if command -v taskset >/dev/null 2>&1; then
+    expect 0 taskset -c 0 "$ptl" bench step --arch ptl-resnet18-small --input 3x32x32 --batch 4 \
+        --classes 10 --steps 1 --warmup 0 --threads 2 --format tsv
+    [ "$(cut -f3 "$out")" = 1 ] || fail "bench step on one core with --threads 2: $(cat "$out")"
+fi
 
 # Bad input: one clear line naming the culprit, exit 64, never a crash.
 expect 64 "$ptl" bench ops --layer 2,3,9
