@@ -62,9 +62,10 @@ static int set_threads(const struct ptl_config *cfg)
         t = n;
     }
     int rc = ptl_threads_set((int)t);
-    if (rc == 0 && ptl_threads_get() < t)
-        fprintf(stderr, "ptl: run.threads %ld is more than the %d core(s) this process may run on: "
-                        "running %d threads\n", t, ptl_threads_get(), ptl_threads_get());
+    if (rc == 0 && ptl_threads_get() < t) /* from run.threads, PTL_THREADS or Slurm */
+        fprintf(stderr, "ptl: %ld threads asked for, but this process may run on %d core(s): "
+                        "running %d\n",
+                t, ptl_threads_get(), ptl_threads_get());
     return rc;
 }
 
