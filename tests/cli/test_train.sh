@@ -151,6 +151,13 @@ last_step=$(grep '"kind":"train"' "$t/s/metrics.jsonl" | tail -1 | sed 's/.*"ste
 losses "$t/s/metrics.jsonl" >"$t/ls"
 head -6 "$t/la" | cmp -s - "$t/ls" || fail "the first 6 steps of a --steps 6 run differ from the full run"
 
+# ---- more threads than cores: as many as the cores, said on stderr ----
+if command -v taskset >/dev/null; then
+    expect 0 taskset -c 0 "$ptl" train "$t/small.yaml" --out "$t/th" --seed 7 --steps 2 \
+        --set run.threads=2
+    grep_err "2 threads asked for, but this process may run on 1 core(s): running 1"
+fi
+
 # ---- a run directory is never overwritten ----
 sum_before=$(cat "$t/a/metrics.jsonl" "$t/a/final.h5" | cksum)
 expect 1 "$ptl" train "$t/small.yaml" --out "$t/a"
