@@ -23,7 +23,8 @@ static const struct ptl_config_key train_keys[] = {
      "seed of everything random (init, data order, augmentation, latent states)"},
     {"run.threads", PTL_CFG_INT, "0", 0, 1024, NULL, 0,
      "threads per rank (0: PTL_THREADS, else SLURM_CPUS_PER_TASK, else the process's cores "
-     "shared among the node's ranks)"},
+     "shared among the node's ranks); at most the cores the process may run on (more is cut "
+     "down, with a note on stderr)"},
     {"run.log_every", PTL_CFG_INT, "50", 1, UP, NULL, 0,
      "steps between progress lines when stderr is not a terminal"},
     {"run.debug_log", PTL_CFG_BOOL, "false", NONE, NULL, 0,
