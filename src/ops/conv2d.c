@@ -40,6 +40,7 @@
 #include "ops/gemm.h"
 #include "ops/im2col.h"
 #include "ops/transpose.h"
+#include "ops/weight_grad.h"
 #include "ops/winograd.h"
 
 /* Images whose output has at least this many pixels get their own GEMM; smaller ones are
@@ -65,6 +66,11 @@
  * CPU Winograd kept 128 -> 128 (7.0 against 8.8 ms), so it keeps d_weight there
  * (docs/performance.md). */
 #define WINO_WEIGHT_GRAD_MIN_WEIGHTS (256 * 256)
+/* The transposed d_weight runs on ops/weight_grad.c's own panels from this many input channels
+ * on: its panel rows are then copies of whole runs of channels. With 3 (ResNet's stem) the
+ * rows are four 3-float pieces and im2col + BLIS won (Zen 5, batch 32, 2 threads: 7.5 against
+ * 9.9 ms); 8 channels ran 3.7 -> 3.5 ms, 64 -> 64 at 32x16 6.7 -> 5.6. */
+#define PACKED_MIN_C_IN 8
 /* Most image lanes: beyond this, per-lane buffers cost more memory than BLIS threading saves.
  * A build with -DPTL_CONV_LANES_MAX=1 has no lanes (how docs/performance.md measured them). */
 #ifndef PTL_CONV_LANES_MAX
@@ -80,6 +86,7 @@ struct conv_plan {
     int group;  /* images per unit, side by side in one GEMM (1 = per-image) */
     int units;  /* ceil(n / group) */
     int transpose; /* d_weight computed transposed (TRANSPOSE_MAX_C_OUT) */
+    int packed;    /* ... by ops/weight_grad.c where a unit runs on one thread */
     int lanes_cap; /* most lanes the workspace is sized for (1: none) */
 };
 
@@ -131,6 +138,7 @@ static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, stru
      * exceed at run time, so a workspace sized now stays large enough. */
     pl->units = (s->n + pl->group - 1) / pl->group;
     pl->transpose = s->c_out <= TRANSPOSE_MAX_C_OUT;
+    pl->packed = pl->transpose && s->c_in >= PACKED_MIN_C_IN && ptl__weight_grad_available();
     int cap = ptl_threads_available();
     cap = cap < PTL_CONV_LANES_MAX ? cap : PTL_CONV_LANES_MAX;
     pl->lanes_cap = pl->units >= 2 ? (pl->units < cap ? pl->units : cap) : 1;
@@ -154,7 +162,8 @@ static int plain_direct(const struct conv_plan *pl)
 }
 
 /* One lane's scratch for a unit of G images (cols = G*P):
- *   col (K, cols)     im2col's output, and d_col in backward (none when plain_direct);
+ *   col (K, cols)     im2col's output, and d_col in backward (none when plain_direct); with
+ *                     pl->packed also ops/weight_grad.c's scratch (it runs before d_col);
  *   yb  (C_out, cols) the GEMM's output before scatter_out, or the gathered d_out (G > 1);
  * and with pl->transpose, for d_weight^T (K, C_out) += col x d_out^T:
  *   dyt (cols, C_out) the unit's d_out, transposed image by image;
@@ -163,11 +172,18 @@ struct lane_bufs {
     float *col, *yb, *dyt, *dwt;
 };
 
+/* Floats of the col region. */
+static size_t col_floats(const struct conv_plan *pl)
+{
+    size_t col = plain_direct(pl) ? 0 : (size_t)pl->k * pl->group * pl->p;
+    size_t wg = pl->packed ? ptl__weight_grad_floats(&pl->g, pl->m, pl->group) : 0;
+    return col > wg ? col : wg;
+}
+
 static size_t lane_floats(const struct conv_plan *pl)
 {
     size_t cols = (size_t)pl->group * pl->p, mk = (size_t)pl->m * pl->k;
-    return (plain_direct(pl) ? 0 : (size_t)pl->k * cols) +
-           (pl->group > 1 ? (size_t)pl->m * cols : 0) +
+    return col_floats(pl) + (pl->group > 1 ? (size_t)pl->m * cols : 0) +
            (pl->transpose ? (size_t)pl->m * cols + mk : 0);
 }
 
@@ -176,7 +192,7 @@ static struct lane_bufs lane_bufs_at(const struct conv_plan *pl, float *workspac
     size_t cols = (size_t)pl->group * pl->p;
     struct lane_bufs b;
     b.col = workspace + (size_t)lane * lane_floats(pl);
-    b.yb = b.col + (plain_direct(pl) ? 0 : (size_t)pl->k * cols);
+    b.yb = b.col + col_floats(pl);
     b.dyt = b.yb + (pl->group > 1 ? (size_t)pl->m * cols : 0);
     b.dwt = b.dyt + (pl->transpose ? (size_t)pl->m * cols : 0);
     return b;
@@ -329,11 +345,12 @@ static const float *unit_dout(const float *d_out, const struct conv_plan *pl,
 }
 
 /* Unit u's share of d_weight: with pl->transpose, b->dwt (K, C_out) (+)= col x d_out^T (first:
- * the lane's first unit, which sets it), else d_weight (C_out, K) += dyb x col^T, dyb from
- * unit_dout(). */
+ * the lane's first unit, which sets it), by ops/weight_grad.c when the unit runs on one
+ * thread (single); else d_weight (C_out, K) += dyb x col^T, dyb from unit_dout(). */
 static int weight_grad_unit(float *d_weight, const float *d_out, const float *dyb,
                             const float *in, const struct conv_plan *pl,
-                            const struct lane_bufs *b, int u, int first, gemm_fn gemm)
+                            const struct lane_bufs *b, int u, int first, gemm_fn gemm,
+                            int single)
 {
     const int m = pl->m, k = pl->k, p = pl->p;
     int n0, cnt;
@@ -341,7 +358,11 @@ static int weight_grad_unit(float *d_weight, const float *d_out, const float *dy
     const int cols = cnt * p;
     const float *x = in + (size_t)n0 * pl->g.c * pl->g.h * pl->g.w; /* (cnt, C_in, H, W) */
     const float *dy = d_out + (size_t)n0 * m * p;                   /* (cnt, C_out, P) */
-    const float *col = x;                                           /* (K, cols) */
+    if (pl->packed && single) {
+        ptl__weight_grad(b->dwt, x, dy, cnt, &pl->g, m, b->col, first);
+        return PTL_OK;
+    }
+    const float *col = x; /* (K, cols) */
     if (!plain_direct(pl)) {
         ptl__im2col(b->col, (size_t)cols, x, cnt, &pl->g);
         col = b->col;
@@ -494,7 +515,7 @@ int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float
                 const float *dyb = d_in || !pl.transpose ? unit_dout(d_out, &pl, &b, u) : NULL;
                 if (d_weight)
                     (void)weight_grad_unit(dw, d_out, dyb, in, &pl, &b, u, first,
-                                           ptl__sgemm_single);
+                                           ptl__sgemm_single, 1);
                 if (d_in)
                     (void)input_grad_unit(d_in, dyb, weight, &pl, &b, u, ptl__sgemm_single);
                 first = 0;
@@ -513,7 +534,8 @@ int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float
     for (int u = 0; u < pl.units && rc == 0; u++) {
         const float *dyb = d_in || !pl.transpose ? unit_dout(d_out, &pl, &b, u) : NULL;
         if (d_weight)
-            rc = weight_grad_unit(d_weight, d_out, dyb, in, &pl, &b, u, u == 0, ptl_sgemm);
+            rc = weight_grad_unit(d_weight, d_out, dyb, in, &pl, &b, u, u == 0, ptl_sgemm,
+                                  omp_get_max_threads() == 1);
         if (rc == 0 && d_in)
             rc = input_grad_unit(d_in, dyb, weight, &pl, &b, u, ptl_sgemm);
     }

@@ -1,14 +1,15 @@
 #!/bin/sh
-# The Winograd conv tests (test_conv2d's 'winograd' suite) on every BLIS kernel set this CPU
-# runs, not only the one BLIS (or ptl) picks: the fused blocks put the tiles on the side where
-# the micro-kernel stores C contiguously, which differs between kernel sets (skx: 32x12, by
-# columns; haswell: 6x16 and generic: 4x16, by rows), so both layouts get tested on any
-# machine. The suite is small (about 2 s on the generic kernels).
+# The tests of the drivers that call BLIS's micro-kernel on their own packed panels
+# (test_conv2d's 'winograd' suite, test_weight_grad) on every BLIS kernel set this CPU runs,
+# not only the one BLIS (or ptl) picks: they put the tiles or the output channels on the side
+# where the micro-kernel stores C contiguously, which differs between kernel sets (skx: 32x12,
+# by columns; haswell: 6x16 and generic: 4x16, by rows), so both layouts get tested on any
+# machine. The suites are small (a few seconds on the generic kernels).
 set -u
 top_builddir=${top_builddir:-.}
 ptl="$top_builddir/ptl"
 units="$top_builddir/tests/unit"
-for p in "$ptl" "$units/test_conv2d"; do
+for p in "$ptl" "$units/test_conv2d" "$units/test_weight_grad"; do
     [ -x "$p" ] || { echo "FAIL: $p not built"; exit 1; }
 done
 
@@ -37,6 +38,11 @@ for id in $(seq 0 63); do
     log="$t/$name.log"
     if ! BLIS_ARCH_TYPE=$id "$units/test_conv2d" --filter 'winograd/*' >"$log" 2>&1; then
         echo "FAIL: test_conv2d's winograd tests on BLIS's $name kernels (BLIS_ARCH_TYPE=$id):"
+        tail -n 20 "$log"
+        fails=$((fails + 1))
+    fi
+    if ! BLIS_ARCH_TYPE=$id "$units/test_weight_grad" >"$log" 2>&1; then
+        echo "FAIL: test_weight_grad on BLIS's $name kernels (BLIS_ARCH_TYPE=$id):"
         tail -n 20 "$log"
         fails=$((fails + 1))
     fi
