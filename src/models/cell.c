@@ -176,7 +176,7 @@ static int ensure_state(struct ptl_model *m, struct ptl_node *node, const struct
 /* One sample's gate maths: g holds the pre-activations A (4 blocks of blk: i, f, o, g) and gets
  * the activated gates; c_new = F.C_prev + I.G, tanh_c = tanh(c_new), y = O.tanh_c. c_new may
  * be tanh_c (eval: written, then overwritten in the same iteration). */
-static PTL_SIMD_CLONES void gates_forward(float *g, const float *c_prev, float *c_new,
+static PTL_SIMD_CLONES_WIDE void gates_forward(float *g, const float *c_prev, float *c_new,
                                           float *tanh_c, float *y, size_t blk)
 {
     float *gi = g, *gf = g + blk, *go = g + 2 * blk, *gg = g + 3 * blk;

@@ -17,8 +17,14 @@
  * contraction (-std=c17), both copies give the same result for each element. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define PTL_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+/* ... plus an AVX-512 copy, for loops bound by arithmetic (exp, division) rather than by
+ * memory: the BConv-Cell gate maths ran 1.6-2x faster with it on Zen 5 (docs/performance.md);
+ * the data-movement loops (pooling, Winograd transforms) ran slower with it. */
+#define PTL_SIMD_CLONES_WIDE                                                                       \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define PTL_SIMD_CLONES
+#define PTL_SIMD_CLONES_WIDE
 #endif
 
 /* 2^n for n in [-126, 127], built from the exponent bits. */
