@@ -14,9 +14,11 @@
  *   O(C_out*K*G*P) GEMM flops.
  * For up to TRANSPOSE_MAX_C_OUT output channels d_weight is computed transposed,
  *     d_weight^T (K, C_out) += col_n (K, P) x d_out_n^T,
- * from d_out_n transposed by rows (ops/transpose.c), and added back transposed at the end:
- * BLIS's skx kernels pack a GEMM operand stored by columns (col^T, in the plain form) with a
- * scalar loop, at up to half the speed.
+ * and added back transposed at the end: BLIS's skx kernels pack a GEMM operand stored by
+ * columns (col^T, in the plain form) with a scalar loop, at up to half the speed. Where a
+ * unit runs on one thread, ops/weight_grad.c computes it from its own packed panels (no
+ * im2col, no second packing by BLIS); else d_out_n is transposed by rows (ops/transpose.c)
+ * for a BLIS GEMM.
  *
  * Threads: units run in parallel ("lanes") when the thread count T is small (up to the cores
  * this process may run on, and at most PTL_CONV_LANES_MAX): each thread takes whole units with
@@ -29,7 +31,8 @@
  *
  * 3x3 stride-1 pad-1 convs with enough channels and tiles take Winograd F(2x2, 3x3) instead
  * (ops/winograd.c: 2.25x fewer multiplications, its own chunked workspace) for the forward and
- * d_in, and for d_weight only with large weights (wino_weight_grad()). */
+ * d_in, and for d_weight only with a row-preferring micro-kernel or above TRANSPOSE_MAX_C_OUT
+ * outputs (wino_weight_grad()). */
 #include "ptl/ops.h"
 
 #include <limits.h>
@@ -60,12 +63,13 @@
 #define TRANSPOSE_MAX_C_OUT 256
 /* With a column-preferring micro-kernel (skx's), Winograd's d_weight (transforms of the input
  * and of d_out over the whole batch, memory-bound, half its time) lost to the transposed
- * im2col GEMM below these weights: Zen 5, 2 threads, batch 32: 64 -> 64 channels at 32x16
- * 7.5 -> 6.1-6.9 ms, 128 -> 128 at 16x8 5.9 -> 5.3, 64 -> 256 at 32x16 (a BConv-Cell gate)
- * 24.4 -> 17.5; 256 -> 256 at 8x4 ran alike. With haswell's row-preferring kernel on the same
- * CPU Winograd kept 128 -> 128 (7.0 against 8.8 ms), so it keeps d_weight there
+ * GEMM for every shape that has one (up to TRANSPOSE_MAX_C_OUT outputs): Zen 5, 2 threads,
+ * batch 32, with im2col + BLIS: 64 -> 64 channels at 32x16 7.5 -> 6.1-6.9 ms, 128 -> 128 at
+ * 16x8 5.9 -> 5.3, 64 -> 256 at 32x16 (a BConv-Cell gate) 24.4 -> 17.5; with ops/weight_grad.c
+ * also 256 -> 256 at 8x4, 4.7 -> 3.9 (d_in and d_weight together 8.0 -> 7.6), and at 16x8
+ * alike. With haswell's row-preferring kernel on the same CPU Winograd kept 64 -> 64 to
+ * 256 -> 256 (l1 7.3 against 7.7 ms, 256 at 8x4 5.7 against 7.1), so it keeps d_weight there
  * (docs/performance.md). */
-#define WINO_WEIGHT_GRAD_MIN_WEIGHTS (256 * 256)
 /* The transposed d_weight runs on ops/weight_grad.c's own panels from this many input channels
  * on: its panel rows are then copies of whole runs of channels. With 3 (ResNet's stem) the
  * rows are four 3-float pieces and im2col + BLIS won (Zen 5, batch 32, 2 threads: 7.5 against
@@ -94,9 +98,7 @@ struct conv_plan {
  * take the im2col GEMMs for it. */
 static int wino_weight_grad(const struct ptl_conv2d_shape *s)
 {
-    return ptl__ukernel()->row_pref ||
-           (long long)s->c_in * s->c_out >= WINO_WEIGHT_GRAD_MIN_WEIGHTS ||
-           s->c_out > TRANSPOSE_MAX_C_OUT;
+    return ptl__ukernel()->row_pref || s->c_out > TRANSPOSE_MAX_C_OUT;
 }
 
 static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, struct conv_plan *pl)
