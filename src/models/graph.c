@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/memory.h"
 #include "ptl/core.h"
 
 void graph_init(struct ptl_model *m, const char *arch, const struct ptl_model_config *cfg)
@@ -200,8 +201,8 @@ int graph_finish(struct ptl_model *m)
 {
     if (m->error)
         return m->error;
-    m->params = calloc(m->n_param_floats ? m->n_param_floats : 1, sizeof(float));
-    m->grads = calloc(m->n_param_floats ? m->n_param_floats : 1, sizeof(float));
+    m->params = ptl__calloc_large(m->n_param_floats * sizeof(float));
+    m->grads = ptl__calloc_large(m->n_param_floats * sizeof(float));
     m->buffers = calloc(m->n_buffer_floats ? m->n_buffer_floats : 1, sizeof(float));
     if (m->params == NULL || m->grads == NULL || m->buffers == NULL)
         return ptl_error(PTL_ENOMEM, "%s: out of memory for %zu parameters", m->arch,
@@ -314,12 +315,12 @@ static int graph_plan(struct ptl_model *m, int n)
     free(m->act_grad);
     free(m->saved);
     free(m->workspace);
-    m->act = malloc(act * sizeof(float));
-    m->act_grad = malloc(act * sizeof(float));
+    m->act = ptl__alloc_large(act * sizeof(float));
+    m->act_grad = ptl__alloc_large(act * sizeof(float));
     free(m->zero_at);
     m->zero_at = malloc((size_t)m->n_tensors * sizeof *m->zero_at);
-    m->saved = malloc((saved ? saved : 1) * sizeof(float));
-    m->workspace = malloc((work ? work : 1) * sizeof(float));
+    m->saved = ptl__alloc_large(saved * sizeof(float));
+    m->workspace = ptl__alloc_large(work * sizeof(float));
     if (!m->act || !m->act_grad || !m->saved || !m->workspace || !m->zero_at) {
         m->batch = 0;
         return ptl_error(PTL_ENOMEM, "%s: out of memory for a batch of %d (%.1f MiB of activations)",

@@ -4,8 +4,10 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
+#include "core/memory.h"
 #include "ptl/core.h"
 
 Test(error, records_message_and_returns_code)
@@ -159,6 +161,28 @@ Test(rng, fills_equal_single_draws_for_any_thread_count)
         cr_assert_eq(r1.counter, r2.counter);
     }
     ptl_threads_set(1);
+}
+
+/* Large buffers come on 2 MiB boundaries (so whole huge pages back them), any size is usable
+ * to its last byte, and the calloc form is zeroed. */
+Test(memory, large_buffers_are_aligned_usable_and_zeroed)
+{
+    const size_t sizes[] = {0, 1, 4096, (2u << 20) - 4, (2u << 20) + 4, 5u << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        unsigned char *p = ptl__alloc_large(sizes[i]);
+        cr_assert_not_null(p, "%zu bytes", sizes[i]);
+        if (sizes[i] >= (2u << 20))
+            cr_assert_eq((uintptr_t)p % (2u << 20), 0, "%zu bytes at %p", sizes[i], (void *)p);
+        memset(p, 0xab, sizes[i]);
+        free(p);
+        unsigned char *z = ptl__calloc_large(sizes[i]);
+        cr_assert_not_null(z);
+        for (size_t b = 0; b < sizes[i]; b += 4093)
+            cr_assert_eq(z[b], 0, "byte %zu of %zu", b, sizes[i]);
+        if (sizes[i])
+            cr_assert_eq(z[sizes[i] - 1], 0);
+        free(z);
+    }
 }
 
 Test(version, matches_package)
