@@ -54,12 +54,16 @@
 #define PER_IMAGE_MIN_PIXELS 512
 #define DIRECT_PER_IMAGE_MIN_PIXELS 128
 #define BATCH_COLS 512
-/* d_weight is computed transposed (see the header) up to this C_out. BLIS's skx kernels pack a
- * column-stored operand with a scalar loop whose cost is spread over the C_out rows of
- * d_weight: on Zen 5 one core ran ResNet's stem (64x147x2048) at 40 GFLOPS plain and 125
- * transposed, a 128x576x512 stride-2 conv at 94 and 140. At C_out 512 the plain form runs at
- * speed and the per-lane d_weight^T sums and their transposed add cost more than the GEMM
- * gains (docs/performance.md). */
+/* d_weight is computed transposed (see the header) up to this C_out, and above it where
+ * ops/weight_grad.c takes it in lanes. BLIS's skx kernels pack a column-stored operand with a
+ * scalar loop whose cost is spread over the C_out rows of d_weight: on Zen 5 one core ran
+ * ResNet's stem (64x147x2048) at 40 GFLOPS plain and 125 transposed, a 128x576x512 stride-2
+ * conv at 94 and 140. At C_out 512 in a single unit (ResNet-18's layer4: BLIS's threads, no
+ * lanes) the plain form runs at speed and the transposes cost more than the GEMM gains
+ * (4.4 -> 5.5 ms); in lanes with the packed panels the lanes' d_weight^T sums cost less than
+ * the plain GEMM's two strided packings (Zen 5, batch 32, 2 threads: a 64 -> 512 stride-2
+ * BConv-Cell gate 10.1 -> 8.1 ms, 256 -> 2048 124-144 -> 116, ResNet-50's 128 -> 512 1x1
+ * 9.0 -> 8.1; docs/performance.md). */
 #define TRANSPOSE_MAX_C_OUT 256
 /* With a column-preferring micro-kernel (skx's), Winograd's d_weight (transforms of the input
  * and of d_out over the whole batch, memory-bound, half its time) lost to the transposed
@@ -139,8 +143,9 @@ static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, stru
     /* Lanes are bounded by the cores this process may use, which no thread setting can
      * exceed at run time, so a workspace sized now stays large enough. */
     pl->units = (s->n + pl->group - 1) / pl->group;
-    pl->transpose = s->c_out <= TRANSPOSE_MAX_C_OUT;
-    pl->packed = pl->transpose && s->c_in >= PACKED_MIN_C_IN && ptl__weight_grad_available();
+    const int packable = s->c_in >= PACKED_MIN_C_IN && ptl__weight_grad_available();
+    pl->transpose = s->c_out <= TRANSPOSE_MAX_C_OUT || (packable && pl->units >= 2);
+    pl->packed = pl->transpose && packable;
     int cap = ptl_threads_available();
     cap = cap < PTL_CONV_LANES_MAX ? cap : PTL_CONV_LANES_MAX;
     pl->lanes_cap = pl->units >= 2 ? (pl->units < cap ? pl->units : cap) : 1;

@@ -74,22 +74,23 @@ static int lanes_for(int units)
 }
 
 /* conv2d.c's workspace for units of g images on l lanes: per lane the column buffer (none for
- * a 1x1 stride-1 conv per image), or ops/weight_grad.c's scratch where that is larger (up to
- * 256 output channels), the unit's C_out GEMM rows (g > 1), and up to 256 output channels the
- * transposed d_out and d_weight^T; above that, l - 1 d_weight copies. */
+ * a 1x1 stride-1 conv per image), or ops/weight_grad.c's scratch where that is larger, the
+ * unit's C_out GEMM rows (g > 1), and with d_weight transposed (up to 256 output channels, or
+ * in ops/weight_grad.c from 8 input channels and 2 units) the transposed d_out and d_weight^T;
+ * else l - 1 d_weight copies. */
 static size_t expected_workspace(const struct ptl_conv2d_shape *s, size_t p, size_t g, int l)
 {
     size_t k = (size_t)s->c_in * s->kh * s->kw, m = (size_t)s->c_out, cols = g * p;
     int plain_direct = g == 1 && s->kh == 1 && s->kw == 1 && s->stride_h == 1 &&
                        s->stride_w == 1 && s->pad_h == 0 && s->pad_w == 0;
-    int transposed = s->c_out <= 256;
+    int packable = s->c_in >= 8;
+    int transposed = s->c_out <= 256 || (packable && (s->n + g - 1) / g >= 2);
     int ho = (s->h + 2 * s->pad_h - s->kh) / s->stride_h + 1;
     int wo = (s->w + 2 * s->pad_w - s->kw) / s->stride_w + 1;
     struct ptl__conv_geom geom = {s->c_in,   s->h,     s->w,     s->kh, s->kw, s->stride_h,
                                   s->stride_w, s->pad_h, s->pad_w, ho,    wo};
     size_t col = plain_direct ? 0 : k * cols;
-    size_t packed =
-        transposed && s->c_in >= 8 ? ptl__weight_grad_floats(&geom, s->c_out, (int)g) : 0;
+    size_t packed = transposed && packable ? ptl__weight_grad_floats(&geom, s->c_out, (int)g) : 0;
     size_t lane = (col > packed ? col : packed) + (g > 1 ? m * cols : 0) +
                   (transposed ? m * cols + m * k : 0);
     return l * lane + (transposed ? 0 : (size_t)(l - 1) * m * k);
@@ -338,6 +339,21 @@ Test(conv2d, wide_output_plain_weight_gradient)
     check_conv(SHAPE(4, 3, 24, 24, 260, 1, 1, 1, 1, 0, 0), 0, PATH_DIRECT);
     check_accumulates(SHAPE(4, 2, 24, 24, 260, 3, 3, 1, 1, 1, 1));
     check_accumulates(SHAPE(9, 2, 6, 5, 260, 3, 3, 1, 1, 1, 1));
+}
+
+/* ... except from 8 input channels with 2 units or more: transposed on ops/weight_grad.c's
+ * panels in lanes (and on one thread); a single unit stays plain. */
+Test(conv2d, wide_output_packed_weight_gradient)
+{
+    cr_assert_eq(ptl_threads_set(2), 0);
+    check_conv(SHAPE(4, 9, 46, 46, 260, 3, 3, 2, 2, 1, 1), 1, PATH_PER_IMAGE);
+    check_conv(SHAPE(9, 8, 6, 5, 260, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
+    check_conv(SHAPE(3, 8, 6, 5, 260, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
+    check_conv(SHAPE(4, 10, 24, 24, 300, 1, 1, 1, 1, 0, 0), 0, PATH_DIRECT);
+    check_accumulates(SHAPE(4, 9, 46, 46, 260, 3, 3, 2, 2, 1, 1));
+    check_accumulates(SHAPE(9, 8, 6, 5, 260, 3, 3, 1, 1, 1, 1));
+    cr_assert_eq(ptl_threads_set(1), 0);
+    check_conv(SHAPE(2, 9, 24, 22, 270, 3, 3, 1, 1, 1, 1), 0, PATH_PER_IMAGE);
 }
 
 /* Backward twice from zero gives exactly twice one call; NULL gradients skip their work. */
