@@ -206,6 +206,8 @@ def gen_batchnorm(w):
         ("2d", (3, 2, 3, 3), 1e-5, 0.1, 0),   # affine = False (gamma, beta NULL)
         ("2d", (8, 16, 7, 7), 1e-5, 0.01, 1),
         ("2d", (4, 2, 6, 6), 1e-5, 0.1, 1, 40.0),  # mean >> std: E[x^2] - E[x]^2 cancels
+        ("2d", (4, 3, 20, 15), 1e-5, 0.1, 1),      # rows of 300: summed in float blocks
+        ("2d", (2, 4, 16, 16), 1e-5, 0.1, 1, 40.0),  # ... with mean >> std
         ("1d", (8, 4), 1e-5, 0.1, 1),
         ("1d", (2, 3), 1e-5, 0.5, 1),         # the smallest batch that has a variance
         ("1d", (5, 6, 7), 1e-5, 0.1, 0),      # (N, C, L): hw = L
