@@ -93,13 +93,13 @@ struct conv_plan {
     int direct; /* 1x1, stride 1, pad 0: the input is its own column matrix */
     int group;  /* images per unit, side by side in one GEMM (1 = per-image) */
     int units;  /* ceil(n / group) */
-    int transpose; /* d_weight computed transposed (TRANSPOSE_MAX_C_OUT) */
+    int transpose; /* d_weight computed transposed (TRANSPOSE_MAX_C_OUT, or wide and packed) */
     int packed;    /* ... by ops/weight_grad.c where a unit runs on one thread */
     int lanes_cap; /* most lanes the workspace is sized for (1: none) */
 };
 
 /* A Winograd shape (ptl__winograd_applies) whose d_weight Winograd computes too; the others
- * take the im2col GEMMs for it. */
+ * take the GEMM path for it (ops/weight_grad.c, or im2col + BLIS). */
 static int wino_weight_grad(const struct ptl_conv2d_shape *s)
 {
     return ptl__ukernel()->row_pref || s->c_out > TRANSPOSE_MAX_C_OUT;
