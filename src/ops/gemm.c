@@ -97,6 +97,11 @@ const struct ptl__ukernel *ptl__ukernel(void)
     return &ukernel;
 }
 
+int ptl__ukernel_fits(const struct ptl__ukernel *u, int max_block)
+{
+    return u->fn && u->mr >= 1 && u->mr <= max_block && u->nr >= 1 && u->nr <= max_block;
+}
+
 void ptl__ukernel_run(const struct ptl__ukernel *u, int k, const float *a, const float *b,
                       float beta, float *c, long rs_c, long cs_c, const float *next_a,
                       const float *next_b)

@@ -25,6 +25,10 @@ struct ptl__ukernel {
 /* The kernel of the CPU BLIS runs on (queried once, thread-safe). */
 const struct ptl__ukernel *ptl__ukernel(void);
 
+/* u has a kernel, and its register block is at most max_block in each direction (a driver's
+ * per-lane arrays are sized by that). */
+int ptl__ukernel_fits(const struct ptl__ukernel *u, int max_block);
+
 /* C (mr x nr, element (i, j) at c[i * rs_c + j * cs_c]) = A B + beta C over k, A and B one
  * packed micro-panel each. next_a/next_b: the panels of the following call (prefetch hints). */
 void ptl__ukernel_run(const struct ptl__ukernel *u, int k, const float *a, const float *b,

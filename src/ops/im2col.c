@@ -29,8 +29,7 @@
 /* Largest gather table (ints, on the stack: 16 KiB). */
 #define GATHER_MAX 4096
 
-/* Output columns ow in [*lo, *hi) read input column ow*s - p + k inside [0, w). */
-static void valid_range(int wo, int w, int s, int p, int k, int *lo, int *hi)
+void ptl__conv_valid_range(int wo, int w, int s, int p, int k, int *lo, int *hi)
 {
     int off = k - p; /* input index of ow = 0 */
     int l = off >= 0 ? 0 : (-off + s - 1) / s;
@@ -50,7 +49,7 @@ struct ranges {
 static void ranges_init(struct ranges *t, const struct ptl__conv_geom *g)
 {
     for (int kw = 0; kw < g->kw && kw < KW_TABLE; kw++)
-        valid_range(g->wo, g->w, g->sw, g->pw, kw, &t->lo[kw], &t->hi[kw]);
+        ptl__conv_valid_range(g->wo, g->w, g->sw, g->pw, kw, &t->lo[kw], &t->hi[kw]);
 }
 
 static void range_of(const struct ranges *t, const struct ptl__conv_geom *g, int kw, int *lo,
@@ -60,7 +59,7 @@ static void range_of(const struct ranges *t, const struct ptl__conv_geom *g, int
         *lo = t->lo[kw];
         *hi = t->hi[kw];
     } else {
-        valid_range(g->wo, g->w, g->sw, g->pw, kw, lo, hi);
+        ptl__conv_valid_range(g->wo, g->w, g->sw, g->pw, kw, lo, hi);
     }
 }
 
@@ -159,7 +158,7 @@ static int shift_ok(const struct ptl__conv_geom *g)
 /* Output rows oh in [*lo, *hi) read input row oh - ph + kh inside [0, h) (stride 1). */
 static void shift_rows(const struct ptl__conv_geom *g, int kh, int *lo, int *hi)
 {
-    valid_range(g->ho, g->h, 1, g->ph, kh, lo, hi);
+    ptl__conv_valid_range(g->ho, g->h, 1, g->ph, kh, lo, hi);
 }
 
 /* dst (HO, WO) <- plane (H, W) shifted by tap (kh, kw); stride 1, WO == W. */

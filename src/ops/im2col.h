@@ -19,6 +19,10 @@ struct ptl__conv_geom {
     int ho, wo;
 };
 
+/* Output positions o in [*lo, *hi) (of `out` along one axis) whose kernel tap k reads input
+ * position o*s - p + k inside [0, len). */
+void ptl__conv_valid_range(int out, int len, int s, int p, int k, int *lo, int *hi);
+
 /* col <- patches of in (images, C, H, W); zero where the kernel sits on padding. */
 void ptl__im2col(float *col, size_t ld_col, const float *in, int images,
                  const struct ptl__conv_geom *g);

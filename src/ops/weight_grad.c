@@ -36,8 +36,7 @@ static size_t round_up(size_t x, size_t to)
 
 int ptl__weight_grad_available(void)
 {
-    const struct ptl__ukernel *u = ptl__ukernel();
-    return u->fn && u->mr >= 1 && u->mr <= UK_MAX && u->nr >= 1 && u->nr <= UK_MAX;
+    return ptl__ukernel_fits(ptl__ukernel(), UK_MAX);
 }
 
 /* Lanes of an output-channel panel (ol) and of a K panel (cl): the output channels go on the
@@ -133,17 +132,6 @@ static void zero_rows(float *dst, int cl, int count, int len)
             dst[l] = 0.0f;
 }
 
-/* Output columns ow in [*lo, *hi) read input column ow*s - p + k inside [0, w). */
-static void valid_cols(int wo, int w, int s, int p, int k, int *lo, int *hi)
-{
-    int off = k - p; /* input column of ow = 0 */
-    int l = off >= 0 ? 0 : (-off + s - 1) / s;
-    int h = w - 1 - off >= 0 ? (w - 1 - off) / s + 1 : 0;
-    h = h < wo ? h : wo;
-    *lo = l < h ? l : h;
-    *hi = h;
-}
-
 /* bp (kn, cl): row j = the panel's lanes for output pixel q0 + j of the unit (image-major):
  * each run's channels of the input pixel its tap reads, zero on padding and past n lanes.
  * Walked by output rows, so each run's valid stretch is one strided copy loop. */
@@ -166,7 +154,7 @@ static void pack_k_panel(float *restrict bp, int cl, int n, const float *restric
             const int ih = oh * g->sh - g->ph + u->kh;
             int lo = 0, hi = 0;
             if (ih >= 0 && ih < g->h)
-                valid_cols(wo, g->w, g->sw, g->pw, u->kw, &lo, &hi);
+                ptl__conv_valid_range(wo, g->w, g->sw, g->pw, u->kw, &lo, &hi);
             /* the segment's columns ow0..ow0+seg: zero, copy, zero */
             lo = lo < ow0 ? ow0 : lo > ow0 + seg ? ow0 + seg : lo;
             hi = hi < lo ? lo : hi > ow0 + seg ? ow0 + seg : hi;

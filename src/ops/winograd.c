@@ -101,7 +101,7 @@ struct wino {
 
 static int ukernel_usable(const struct ptl__ukernel *u)
 {
-    return u->fn && u->mr >= 1 && u->mr <= UK_MAX && u->nr >= 1 && u->nr <= UK_MAX;
+    return ptl__ukernel_fits(u, UK_MAX);
 }
 
 static void wino_make(const struct ptl_conv2d_shape *s, struct wino *g)

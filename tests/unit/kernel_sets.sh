@@ -30,22 +30,24 @@ runs() {
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
 tested="" fails=0
+# suite WHAT CMD...: CMD on kernel set $name (BLIS_ARCH_TYPE=$id), its log's tail on failure
+suite() {
+    what=$1
+    shift
+    if ! BLIS_ARCH_TYPE=$id "$@" >"$log" 2>&1; then
+        echo "FAIL: $what on BLIS's $name kernels (BLIS_ARCH_TYPE=$id):"
+        tail -n 20 "$log"
+        fails=$((fails + 1))
+    fi
+}
 for id in $(seq 0 63); do
     # (the `true` keeps the subshell, so the shell's "Aborted" goes to /dev/null too)
     name=$( (BLIS_ARCH_TYPE=$id "$ptl" --version 2>/dev/null; true) 2>/dev/null |
         sed -n 's/.*, kernels \([A-Za-z0-9_]*\) (set by BLIS_ARCH_TYPE.*/\1/p')
     [ -n "$name" ] && runs "$name" || continue
     log="$t/$name.log"
-    if ! BLIS_ARCH_TYPE=$id "$units/test_conv2d" --filter 'winograd/*' >"$log" 2>&1; then
-        echo "FAIL: test_conv2d's winograd tests on BLIS's $name kernels (BLIS_ARCH_TYPE=$id):"
-        tail -n 20 "$log"
-        fails=$((fails + 1))
-    fi
-    if ! BLIS_ARCH_TYPE=$id "$units/test_weight_grad" >"$log" 2>&1; then
-        echo "FAIL: test_weight_grad on BLIS's $name kernels (BLIS_ARCH_TYPE=$id):"
-        tail -n 20 "$log"
-        fails=$((fails + 1))
-    fi
+    suite "test_conv2d's winograd tests" "$units/test_conv2d" --filter 'winograd/*'
+    suite test_weight_grad "$units/test_weight_grad"
     tested="$tested $name"
 done
 case $tested in
