@@ -29,6 +29,14 @@
  * per lane (and the copies); it is sized for the most lanes the process could use, not for N.
  * Too few units, and more threads than that, keep BLIS's own threading.
  *
+ * 1x1 stride-1 pad-0 convs whose images have at least a micro-kernel panel of pixels take the
+ * forward and d_in from ops/weight_panels.c instead: the weights packed once per call, where
+ * each per-image GEMM had BLIS pack all of them again (ResNet-50's 1x1 convs at 256x128,
+ * batch 16, 2 threads: 256 -> 64 at 64x32 forward 9.5 -> 5.7 ms, 1024 -> 256 at 16x8
+ * 4.3 -> 3.8 ms). Other shapes stay on im2col + BLIS: gathering their pixel panels straight
+ * from the image lost (a 7x7 stride-2 stem 13.9 -> 18.4 ms, 512 -> 512 3x3 at 8x4
+ * 8.9 -> 19.7 ms; docs/performance.md).
+ *
  * 3x3 stride-1 pad-1 convs with enough channels and tiles take Winograd F(2x2, 3x3) instead
  * (ops/winograd.c: 2.25x fewer multiplications, its own chunked workspace) for the forward and
  * d_in, and for d_weight only with a row-preferring micro-kernel or above TRANSPOSE_MAX_C_OUT
@@ -44,6 +52,7 @@
 #include "ops/im2col.h"
 #include "ops/transpose.h"
 #include "ops/weight_grad.h"
+#include "ops/weight_panels.h"
 #include "ops/winograd.h"
 
 /* Images whose output has at least this many pixels get their own GEMM; smaller ones are
@@ -96,6 +105,8 @@ struct conv_plan {
     int transpose; /* d_weight computed transposed (TRANSPOSE_MAX_C_OUT, or wide and packed) */
     int packed;    /* ... by ops/weight_grad.c where a unit runs on one thread */
     int lanes_cap; /* most lanes the workspace is sized for (1: none) */
+    int panels;        /* forward and d_in by ops/weight_panels.c (direct, P >= a panel) */
+    int panel_threads; /* most threads the workspace is sized for there */
 };
 
 /* A Winograd shape (ptl__winograd_applies) whose d_weight Winograd computes too; the others
@@ -149,6 +160,8 @@ static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, stru
     int cap = ptl_threads_available();
     cap = cap < PTL_CONV_LANES_MAX ? cap : PTL_CONV_LANES_MAX;
     pl->lanes_cap = pl->units >= 2 ? (pl->units < cap ? pl->units : cap) : 1;
+    pl->panels = pl->direct && ptl__weight_panels_apply(p);
+    pl->panel_threads = ptl_threads_available();
     return PTL_OK;
 }
 
@@ -205,11 +218,31 @@ static struct lane_bufs lane_bufs_at(const struct conv_plan *pl, float *workspac
     return b;
 }
 
-/* All lanes' unit buffers, then (without pl->transpose) lanes_cap - 1 d_weight copies. */
+/* ops/weight_panels.c's workspace for the forward and d_in. */
+static size_t panel_floats(const struct conv_plan *pl)
+{
+    if (!pl->panels)
+        return 0;
+    size_t fwd = ptl__weight_panels_floats(pl->k, pl->p, pl->m, pl->panel_threads);
+    size_t din = ptl__weight_panels_floats(pl->m, pl->p, pl->k, pl->panel_threads);
+    return fwd > din ? fwd : din;
+}
+
+/* The larger of ops/weight_panels.c's workspace and the unit path's: all lanes' unit buffers,
+ * then (without pl->transpose) lanes_cap - 1 d_weight copies. */
 static size_t plan_workspace(const struct conv_plan *pl)
 {
-    return (size_t)pl->lanes_cap * lane_floats(pl) +
-           (pl->transpose ? 0 : (size_t)(pl->lanes_cap - 1) * pl->m * pl->k);
+    size_t units = (size_t)pl->lanes_cap * lane_floats(pl) +
+                   (pl->transpose ? 0 : (size_t)(pl->lanes_cap - 1) * pl->m * pl->k);
+    size_t panels = panel_floats(pl);
+    return units > panels ? units : panels;
+}
+
+/* Threads for ops/weight_panels.c: all of them, up to what the workspace was sized for. */
+static int panel_threads(const struct conv_plan *pl)
+{
+    int t = omp_get_max_threads();
+    return t < pl->panel_threads ? t : pl->panel_threads;
 }
 
 int ptl_conv2d_output_size(const struct ptl_conv2d_shape *s, int *h_out, int *w_out)
@@ -420,6 +453,14 @@ int ptl_conv2d_forward(float *out, const float *in, const float *weight, const f
               "%s: workspace is NULL but this shape needs %zu floats", op, need);
     if (wino)
         return ptl__winograd_forward(out, in, weight, bias, s, workspace);
+    if (pl.panels) {
+        ptl__weight_panels_gemm(out, in, pl.n, pl.k, pl.p, pl.m, weight, (size_t)pl.k, 1, 0,
+                                workspace, panel_threads(&pl));
+        if (bias)
+            for (int i = 0; i < pl.n; i++)
+                add_bias(out + (size_t)i * pl.m * pl.p, bias, pl.m, pl.p);
+        return PTL_OK;
+    }
     const int lanes = run_lanes(&pl);
     if (lanes > 1) {
 #pragma omp parallel num_threads(lanes)
@@ -498,6 +539,13 @@ int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float
             rc = ptl__winograd_backward(d_in, NULL, d_out, in, weight, s, workspace);
         if (rc || d_weight == NULL)
             return rc;
+        d_in = NULL;
+    }
+    if (d_in && pl.panels) { /* d_in (C_in, P) += weight^T x d_out_n, d_weight below */
+        ptl__weight_panels_gemm(d_in, d_out, pl.n, pl.m, pl.p, pl.k, weight, 1, (size_t)pl.k, 1,
+                                workspace, panel_threads(&pl));
+        if (d_weight == NULL)
+            return PTL_OK;
         d_in = NULL;
     }
     const int lanes = run_lanes(&pl);

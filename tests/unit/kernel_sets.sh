@@ -1,7 +1,7 @@
 #!/bin/sh
 # The tests of the drivers that call BLIS's micro-kernel on their own packed panels
-# (test_conv2d's 'winograd' suite, test_weight_grad) on every BLIS kernel set this CPU runs,
-# not only the one BLIS (or ptl) picks: they put the tiles or the output channels on the side
+# (test_conv2d's 'winograd' suite, test_weight_grad, test_weight_panels) on every BLIS kernel
+# set this CPU runs, not only the one BLIS (or ptl) picks: they put the tiles or the output channels on the side
 # where the micro-kernel stores C contiguously, which differs between kernel sets (skx: 32x12,
 # by columns; haswell: 6x16 and generic: 4x16, by rows), so both layouts get tested on any
 # machine. The suites are small (a few seconds on the generic kernels).
@@ -9,7 +9,7 @@ set -u
 top_builddir=${top_builddir:-.}
 ptl="$top_builddir/ptl"
 units="$top_builddir/tests/unit"
-for p in "$ptl" "$units/test_conv2d" "$units/test_weight_grad"; do
+for p in "$ptl" "$units/test_conv2d" "$units/test_weight_grad" "$units/test_weight_panels"; do
     [ -x "$p" ] || { echo "FAIL: $p not built"; exit 1; }
 done
 
@@ -48,6 +48,7 @@ for id in $(seq 0 63); do
     log="$t/$name.log"
     suite "test_conv2d's winograd tests" "$units/test_conv2d" --filter 'winograd/*'
     suite test_weight_grad "$units/test_weight_grad"
+    suite test_weight_panels "$units/test_weight_panels"
     tested="$tested $name"
 done
 case $tested in

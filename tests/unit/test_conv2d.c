@@ -1,9 +1,9 @@
 /* Unit tests of conv2d: forward against a naive direct convolution, finite-difference checks
  * of d_in / d_weight / d_bias on odd shapes covering every schedule (per-image, batched
- * chunks, the 1x1 direct path, Winograd F(2x2, 3x3) for 3x3/1/1), accumulation, NULL-gradient
- * skipping and argument errors. The Winograd kernels are also called directly on small shapes
- * (partial tiles, chunks that split images, rows wider than a chunk) and checked against a
- * naive direct backward. */
+ * chunks, the 1x1 direct path with its weight-panel forward and d_in, Winograd F(2x2, 3x3)
+ * for 3x3/1/1), accumulation, NULL-gradient skipping and argument errors. The Winograd kernels
+ * are also called directly on small shapes (partial tiles, chunks that split images, rows
+ * wider than a chunk) and checked against a naive direct backward. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 
 #include "gradcheck.h"
 #include "ops/weight_grad.h"
+#include "ops/weight_panels.h"
 #include "ops/winograd.h"
 #include "ptl/core.h"
 #include "ptl/ops.h"
@@ -77,7 +78,8 @@ static int lanes_for(int units)
  * a 1x1 stride-1 conv per image), or ops/weight_grad.c's scratch where that is larger, the
  * unit's C_out GEMM rows (g > 1), and with d_weight transposed (up to 256 output channels, or
  * in ops/weight_grad.c from 8 input channels and 2 units) the transposed d_out and d_weight^T;
- * else l - 1 d_weight copies. */
+ * else l - 1 d_weight copies; for a 1x1 stride-1 conv, ops/weight_panels.c's workspace for the
+ * forward and d_in where that is larger. */
 static size_t expected_workspace(const struct ptl_conv2d_shape *s, size_t p, size_t g, int l)
 {
     size_t k = (size_t)s->c_in * s->kh * s->kw, m = (size_t)s->c_out, cols = g * p;
@@ -93,7 +95,14 @@ static size_t expected_workspace(const struct ptl_conv2d_shape *s, size_t p, siz
     size_t packed = transposed && packable ? ptl__weight_grad_floats(&geom, s->c_out, (int)g) : 0;
     size_t lane = (col > packed ? col : packed) + (g > 1 ? m * cols : 0) +
                   (transposed ? m * cols + m * k : 0);
-    return l * lane + (transposed ? 0 : (size_t)(l - 1) * m * k);
+    size_t units = l * lane + (transposed ? 0 : (size_t)(l - 1) * m * k);
+    int direct = s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1 &&
+                 s->pad_h == 0 && s->pad_w == 0;
+    int t = ptl_threads_available();
+    size_t fwd = direct ? ptl__weight_panels_floats((int)k, (int)p, (int)m, t) : 0;
+    size_t din = direct ? ptl__weight_panels_floats((int)m, (int)p, (int)k, t) : 0;
+    size_t panels = fwd > din ? fwd : din;
+    return units > panels ? units : panels;
 }
 
 static void assert_path(const struct ptl_conv2d_shape *s, int ho, int wo, enum path want)
