@@ -72,6 +72,41 @@ static inline __attribute__((always_inline)) void block8(float *restrict dst, si
     store_row(dst + 7 * ld_dst, c7, add);
 }
 
+/* dst[0..4) = the low (high: hi = 1) half of v, or += it */
+static inline __attribute__((always_inline)) void store_half(float *dst, vf8 v, int hi, int add)
+{
+    float h[4];
+    memcpy(h, (const float *)&v + 4 * hi, sizeof h);
+    for (int i = 0; i < 4; i++)
+        dst[i] = add ? dst[i] + h[i] : h[i];
+}
+
+/* dst rows j < 8 (+)= column j of the 4x8 block at src (four rows left over from the 8-row
+ * blocks, e.g. the last third of a 12-lane panel): two rounds of the shuffles give columns j
+ * and j + 4 in the two halves of one register. */
+static inline __attribute__((always_inline)) void block4(float *restrict dst, size_t ld_dst,
+                                                         const float *restrict src,
+                                                         size_t ld_src, int add)
+{
+    vf8 r0, r1, r2, r3;
+    memcpy(&r0, src, sizeof r0);
+    memcpy(&r1, src + ld_src, sizeof r1);
+    memcpy(&r2, src + 2 * ld_src, sizeof r2);
+    memcpy(&r3, src + 3 * ld_src, sizeof r3);
+    vf8 t0 = UNPACK_LO(r0, r1), t1 = UNPACK_HI(r0, r1), t2 = UNPACK_LO(r2, r3),
+        t3 = UNPACK_HI(r2, r3);
+    vf8 s0 = PAIRS_LO(t0, t2), s1 = PAIRS_HI(t0, t2), s2 = PAIRS_LO(t1, t3),
+        s3 = PAIRS_HI(t1, t3);
+    store_half(dst, s0, 0, add);
+    store_half(dst + ld_dst, s1, 0, add);
+    store_half(dst + 2 * ld_dst, s2, 0, add);
+    store_half(dst + 3 * ld_dst, s3, 0, add);
+    store_half(dst + 4 * ld_dst, s0, 1, add);
+    store_half(dst + 5 * ld_dst, s1, 1, add);
+    store_half(dst + 6 * ld_dst, s2, 1, add);
+    store_half(dst + 7 * ld_dst, s3, 1, add);
+}
+
 /* The loops, with `add` a constant after inlining: no test in the inner block. */
 static inline __attribute__((always_inline)) void transpose_loops(float *restrict dst,
                                                                   size_t ld_dst,
@@ -91,6 +126,19 @@ static inline __attribute__((always_inline)) void transpose_loops(float *restric
                 float *d = &dst[(size_t)c * ld_dst + r + i];
                 *d = add ? *d + v : v;
             }
+    }
+    if (r + 4 <= rows) {
+        int c = 0;
+        for (; c + 8 <= cols; c += 8)
+            block4(dst + (size_t)c * ld_dst + r, ld_dst, src + (size_t)r * ld_src + c, ld_src,
+                   add);
+        for (; c < cols; c++)
+            for (int i = 0; i < 4; i++) {
+                float v = src[(size_t)(r + i) * ld_src + c];
+                float *d = &dst[(size_t)c * ld_dst + r + i];
+                *d = add ? *d + v : v;
+            }
+        r += 4;
     }
     for (; r < rows; r++)
         for (int c = 0; c < cols; c++) {

@@ -5,8 +5,10 @@
  * - K panels: K is walked tap-major, i' = (kh*KW + kw)*C + c, so the lanes of a panel are
  *   consecutive channels of one tap (or of two, where a tap's channels end). With the images
  *   turned channels-last first, a panel row (one output pixel) is one or two contiguous
- *   copies of channels, or zeros where the tap sits on padding. The pixels go in chunks of
- *   KC, so a K panel stays in L1 while every output-channel panel passes over it.
+ *   copies of channels, or zeros where the tap sits on padding. A 1x1 stride-1 conv skips
+ *   the channels-last copy: its panels are transposed straight from the NCHW images. The
+ *   pixels go in chunks of KC, so a K panel stays in L1 while every output-channel panel
+ *   passes over it.
  * A tile whose K lanes are one tap's channels and whose output channels are all real is
  * written into d_weight^T in place (im2col's row order: channel c of tap t is row c*KH*KW + t,
  * so the lanes are KH*KW*C_out floats apart); the others go through a small buffer.
@@ -51,6 +53,12 @@ struct layout {
     size_t hwc, ap, bp, ct; /* floats of each region, rounded to 64 bytes */
 };
 
+/* 1x1, stride 1, no padding: image n's column matrix is the image itself. */
+static int is_direct(const struct ptl__conv_geom *g)
+{
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
 static struct layout layout_of(const struct ptl__conv_geom *g, int c_out, int images)
 {
     int ol, cl;
@@ -58,7 +66,7 @@ static struct layout layout_of(const struct ptl__conv_geom *g, int c_out, int im
     const size_t cols = (size_t)images * g->ho * g->wo;
     const size_t panels = (size_t)(c_out + ol - 1) / ol;
     struct layout l;
-    l.hwc = round_up((size_t)images * g->h * g->w * g->c, ALIGN_FLOATS);
+    l.hwc = is_direct(g) ? 0 : round_up((size_t)images * g->h * g->w * g->c, ALIGN_FLOATS);
     l.ap = round_up(panels * ol * cols, ALIGN_FLOATS);
     l.bp = round_up((size_t)cl * (cols < KC ? cols : KC), ALIGN_FLOATS);
     l.ct = round_up((size_t)ol * cl, ALIGN_FLOATS);
@@ -170,6 +178,24 @@ static void pack_k_panel(float *restrict bp, int cl, int n, const float *restric
     }
 }
 
+/* pack_k_panel for a 1x1 stride-1 conv: the panel's n channels (from c0) of pixels
+ * q0..q0+kn transposed straight from the NCHW images, image by image (no channels-last copy:
+ * for ResNet-50's 1x1 convs writing and rereading it took most of d_weight's time). */
+static void pack_k_panel_direct(float *restrict bp, int cl, int n, const float *restrict x,
+                                int c0, int q0, int kn, const struct ptl__conv_geom *g)
+{
+    const int p = g->ho * g->wo;
+    if (n < cl)
+        zero_rows(bp + n, cl, kn, cl - n);
+    for (int j = 0; j < kn;) {
+        const int q = q0 + j, img = q / p, pix = q % p;
+        const int seg = p - pix < kn - j ? p - pix : kn - j;
+        ptl__transpose(bp + (size_t)j * cl, (size_t)cl,
+                       x + ((size_t)img * g->c + c0) * p + pix, (size_t)p, n, seg, 0);
+        j += seg;
+    }
+}
+
 /* The (output channel, K lane) tile of a panel pair, element (o, l) at c[o*o_step + l*k_step]. */
 static void tile(const struct ptl__ukernel *u, int k, const float *ap, const float *bp,
                  float beta, float *c, long o_step, long k_step)
@@ -212,8 +238,10 @@ void ptl__weight_grad(float *dwt, const float *x, const float *dy, int images,
     float *hwc = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *ap = hwc + l.hwc, *bp = ap + l.ap, *ct = bp + l.bp;
 
-    /* the images channels-last; d_out as output-channel panels over all the unit's pixels */
-    for (int i = 0; i < images; i++)
+    /* the images channels-last (1x1: packed from NCHW instead); d_out as output-channel
+     * panels over all the unit's pixels */
+    const int direct = is_direct(g);
+    for (int i = 0; i < images && !direct; i++)
         ptl__transpose(hwc + (size_t)i * hw * g->c, (size_t)g->c, x + (size_t)i * g->c * hw,
                        (size_t)hw, g->c, hw, 0);
     for (int b = 0; b < panels; b++) {
@@ -234,7 +262,10 @@ void ptl__weight_grad(float *dwt, const float *x, const float *dy, int images,
         for (int i0 = 0; i0 < k; i0 += cl) {
             const int n = k - i0 < cl ? k - i0 : cl;
             const int nruns = panel_runs(runs, i0, n, g);
-            pack_k_panel(bp, cl, n, hwc, runs, nruns, q0, kn, g);
+            if (direct)
+                pack_k_panel_direct(bp, cl, n, x, i0, q0, kn, g);
+            else
+                pack_k_panel(bp, cl, n, hwc, runs, nruns, q0, kn, g);
             const int one_tap = nruns == 1 && n == cl;
             float *row0 = dwt + ((size_t)runs[0].c * taps + runs[0].kh * g->kw + runs[0].kw) * m;
             for (int b = 0; b < panels; b++) {

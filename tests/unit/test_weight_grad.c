@@ -1,7 +1,7 @@
 /* ops/weight_grad.c, the transposed conv weight gradient on its own packed panels, against a
  * direct sum in double: K panels that cross from one tap's channels into the next, partial
  * output-channel panels, pixel chunks that end inside an image, strides, padding, non-square
- * kernels, and accumulation. tests/unit/kernel_sets.sh runs this on every BLIS kernel set the
+ * kernels, 1x1 convs packed from NCHW, and accumulation. tests/unit/kernel_sets.sh runs this on every BLIS kernel set the
  * CPU has, so both panel orientations (skx's column-stored C, haswell's row-stored) are
  * checked on any machine. */
 #include <criterion/criterion.h>
@@ -98,10 +98,13 @@ Test(weight_grad, stride_and_wide_padding)
     check(2, 24, 16, 8, 128, 3, 3, 2, 1);
 }
 
-/* 1x1 kernels, stride 1 and 2; one-pixel images batched */
+/* 1x1 kernels, stride 1 (K panels packed straight from the NCHW images) and 2; one-pixel
+ * images batched; 29 channels (a last panel of 5 lanes), 3 x 210 pixels (a chunk boundary
+ * inside an image) */
 Test(weight_grad, pointwise_and_one_pixel_images)
 {
     check(2, 32, 8, 6, 48, 1, 1, 1, 0);
+    check(3, 29, 15, 14, 40, 1, 1, 1, 0);
     check(3, 40, 8, 6, 24, 1, 1, 2, 0);
     check(5, 16, 1, 1, 12, 1, 1, 1, 0);
 }
