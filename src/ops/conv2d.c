@@ -107,6 +107,7 @@ struct conv_plan {
     int lanes_cap; /* most lanes the workspace is sized for (1: none) */
     int panels;        /* forward and d_in by ops/weight_panels.c (direct, P >= a panel) */
     int panel_threads; /* most threads the workspace is sized for there */
+    int unit_panels;   /* other convs in lanes: each unit's GEMMs on weights packed once */
 };
 
 /* A Winograd shape (ptl__winograd_applies) whose d_weight Winograd computes too; the others
@@ -161,6 +162,8 @@ static int conv_plan_make(const char *op, const struct ptl_conv2d_shape *s, stru
     cap = cap < PTL_CONV_LANES_MAX ? cap : PTL_CONV_LANES_MAX;
     pl->lanes_cap = pl->units >= 2 ? (pl->units < cap ? pl->units : cap) : 1;
     pl->panels = pl->direct && ptl__weight_panels_apply(p);
+    pl->unit_panels = !pl->direct && pl->lanes_cap >= 2 && !ptl__winograd_applies(s) &&
+                      ptl__weight_panels_apply(p);
     pl->panel_threads = ptl_threads_available();
     return PTL_OK;
 }
@@ -228,12 +231,42 @@ static size_t panel_floats(const struct conv_plan *pl)
     return fwd > din ? fwd : din;
 }
 
-/* The larger of ops/weight_panels.c's workspace and the unit path's: all lanes' unit buffers,
- * then (without pl->transpose) lanes_cap - 1 d_weight copies. */
+/* The unit path's workspace up to its weight panels: all lanes' unit buffers, then (without
+ * pl->transpose) lanes_cap - 1 d_weight copies. */
+static size_t unit_floats(const struct conv_plan *pl)
+{
+    return (size_t)pl->lanes_cap * lane_floats(pl) +
+           (pl->transpose ? 0 : (size_t)(pl->lanes_cap - 1) * pl->m * pl->k);
+}
+
+/* With pl->unit_panels, after unit_floats(): the packed weights (for the forward, or
+ * transposed for d_in), then each lane's ops/weight_panels.c scratch. */
+static size_t unit_panel_floats(const struct conv_plan *pl)
+{
+    if (!pl->unit_panels)
+        return 0;
+    size_t fwd = ptl__weight_panels_packed_floats(pl->k, pl->m);
+    size_t din = ptl__weight_panels_packed_floats(pl->m, pl->k);
+    return (fwd > din ? fwd : din) + (size_t)pl->lanes_cap * ptl__weight_panels_scratch_floats();
+}
+
+static float *unit_panel_weights(const struct conv_plan *pl, float *workspace)
+{
+    return workspace + unit_floats(pl);
+}
+
+static float *unit_panel_scratch(const struct conv_plan *pl, float *workspace, int lane)
+{
+    size_t fwd = ptl__weight_panels_packed_floats(pl->k, pl->m);
+    size_t din = ptl__weight_panels_packed_floats(pl->m, pl->k);
+    return unit_panel_weights(pl, workspace) + (fwd > din ? fwd : din) +
+           (size_t)lane * ptl__weight_panels_scratch_floats();
+}
+
+/* The larger of the whole-batch 1x1 path's workspace and the unit path's. */
 static size_t plan_workspace(const struct conv_plan *pl)
 {
-    size_t units = (size_t)pl->lanes_cap * lane_floats(pl) +
-                   (pl->transpose ? 0 : (size_t)(pl->lanes_cap - 1) * pl->m * pl->k);
+    size_t units = unit_floats(pl) + unit_panel_floats(pl);
     size_t panels = panel_floats(pl);
     return units > panels ? units : panels;
 }
@@ -341,9 +374,11 @@ static void unit_images(const struct conv_plan *pl, int u, int *n0, int *cnt)
     *cnt = pl->n - *n0 < pl->group ? pl->n - *n0 : pl->group;
 }
 
+/* With wp (weights packed by ops/weight_panels.c, lanes only) the unit's GEMM runs on them,
+ * writing each image's output in place. */
 static int forward_unit(float *out, const float *in, const float *weight, const float *bias,
                         const struct conv_plan *pl, const struct lane_bufs *b, int u,
-                        gemm_fn gemm)
+                        gemm_fn gemm, const float *wp, float *scratch)
 {
     const int m = pl->m, k = pl->k, p = pl->p;
     int n0, cnt;
@@ -357,6 +392,13 @@ static int forward_unit(float *out, const float *in, const float *weight, const 
          * lane (nested), on all threads otherwise. */
         ptl__im2col(b->col, (size_t)cols, x, cnt, &pl->g);
         col = b->col;
+    }
+    if (wp) {
+        ptl__weight_panels_run(y, (size_t)m * p, (size_t)p, col, (size_t)p, (size_t)cols, cnt, p, k,
+                               m, wp, 0, scratch);
+        for (int i = 0; bias && i < cnt; i++)
+            add_bias(y + (size_t)i * m * p, bias, m, p);
+        return PTL_OK;
     }
     if (pl->group == 1) {
         int rc = gemm(0, 0, m, p, k, 1.0f, weight, k, col, p, 0.0f, y, p);
@@ -417,10 +459,11 @@ static int weight_grad_unit(float *d_weight, const float *d_out, const float *dy
     return gemm(0, 1, m, k, cols, 1.0f, dyb, cols, col, cols, 1.0f, d_weight, k);
 }
 
-/* d_in += col2im(weight^T x dyb) for unit u, dyb from unit_dout(). */
+/* d_in += col2im(weight^T x dyb) for unit u, dyb from unit_dout(); with wpt (weight^T packed
+ * by ops/weight_panels.c, lanes only) the GEMM runs on it. */
 static int input_grad_unit(float *d_in, const float *dy, const float *weight,
                            const struct conv_plan *pl, const struct lane_bufs *b, int u,
-                           gemm_fn gemm)
+                           gemm_fn gemm, const float *wpt, float *scratch)
 {
     const int m = pl->m, k = pl->k, p = pl->p;
     int n0, cnt;
@@ -430,7 +473,12 @@ static int input_grad_unit(float *d_in, const float *dy, const float *weight,
     if (plain_direct(pl)) /* d_in (C_in, P) += weight^T (C_in, C_out) x dy: no col2im */
         return gemm(1, 0, k, p, m, 1.0f, weight, k, dy, p, 1.0f, dx, p);
     /* d_col (K, cols) = weight^T x dy, in the column buffer */
-    int rc = gemm(1, 0, k, cols, m, 1.0f, weight, k, dy, cols, 0.0f, b->col, cols);
+    int rc = PTL_OK;
+    if (wpt)
+        ptl__weight_panels_run(b->col, (size_t)p, (size_t)cols, dy, (size_t)p, (size_t)cols, cnt, p,
+                               m, k, wpt, 0, scratch);
+    else
+        rc = gemm(1, 0, k, cols, m, 1.0f, weight, k, dy, cols, 0.0f, b->col, cols);
     if (rc == 0)
         ptl__col2im_add(dx, b->col, (size_t)cols, cnt, &pl->g);
     return rc;
@@ -463,19 +511,25 @@ int ptl_conv2d_forward(float *out, const float *in, const float *weight, const f
     }
     const int lanes = run_lanes(&pl);
     if (lanes > 1) {
+        float *wp = pl.unit_panels ? unit_panel_weights(&pl, workspace) : NULL;
 #pragma omp parallel num_threads(lanes)
         {
-            const struct lane_bufs b = lane_bufs_at(&pl, workspace, omp_get_thread_num());
+            const int lane = omp_get_thread_num();
+            const struct lane_bufs b = lane_bufs_at(&pl, workspace, lane);
+            float *scratch = wp ? unit_panel_scratch(&pl, workspace, lane) : NULL;
+            if (wp)
+                ptl__weight_panels_pack(wp, weight, pl.m, pl.k, (size_t)pl.k, 1);
             /* The shapes were checked by conv_plan_make: the GEMMs cannot fail. */
 #pragma omp for schedule(static)
             for (int u = 0; u < pl.units; u++)
-                (void)forward_unit(out, in, weight, bias, &pl, &b, u, ptl__sgemm_single);
+                (void)forward_unit(out, in, weight, bias, &pl, &b, u, ptl__sgemm_single, wp,
+                                   scratch);
         }
         return PTL_OK;
     }
     const struct lane_bufs b = lane_bufs_at(&pl, workspace, 0);
     for (int u = 0; u < pl.units && rc == 0; u++)
-        rc = forward_unit(out, in, weight, bias, &pl, &b, u, ptl_sgemm);
+        rc = forward_unit(out, in, weight, bias, &pl, &b, u, ptl_sgemm, NULL, NULL);
     return rc;
 }
 
@@ -554,10 +608,14 @@ int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float
          * into d_weight in place and lanes 1.. into zeroed copies; summed at the end. */
         const size_t mk = (size_t)pl.m * pl.k;
         float *copies = workspace + (size_t)pl.lanes_cap * lane_floats(&pl);
+        float *wpt = d_in && pl.unit_panels ? unit_panel_weights(&pl, workspace) : NULL;
 #pragma omp parallel num_threads(lanes)
         {
             const int lane = omp_get_thread_num();
             const struct lane_bufs b = lane_bufs_at(&pl, workspace, lane);
+            float *scratch = wpt ? unit_panel_scratch(&pl, workspace, lane) : NULL;
+            if (wpt) /* weight^T (K, C_out) */
+                ptl__weight_panels_pack(wpt, weight, pl.k, pl.m, 1, (size_t)pl.k);
             float *dw = d_weight;
             if (d_weight && !pl.transpose && lane > 0) {
                 dw = copies + (size_t)(lane - 1) * mk;
@@ -572,7 +630,8 @@ int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float
                     (void)weight_grad_unit(dw, d_out, dyb, in, &pl, &b, u, first,
                                            ptl__sgemm_single, 1);
                 if (d_in)
-                    (void)input_grad_unit(d_in, dyb, weight, &pl, &b, u, ptl__sgemm_single);
+                    (void)input_grad_unit(d_in, dyb, weight, &pl, &b, u, ptl__sgemm_single, wpt,
+                                          scratch);
                 first = 0;
             }
             if (d_weight && pl.transpose) {
@@ -592,7 +651,7 @@ int ptl_conv2d_backward(float *d_in, float *d_weight, float *d_bias, const float
             rc = weight_grad_unit(d_weight, d_out, dyb, in, &pl, &b, u, u == 0, ptl_sgemm,
                                   omp_get_max_threads() == 1);
         if (rc == 0 && d_in)
-            rc = input_grad_unit(d_in, dyb, weight, &pl, &b, u, ptl_sgemm);
+            rc = input_grad_unit(d_in, dyb, weight, &pl, &b, u, ptl_sgemm, NULL, NULL);
     }
     if (rc == 0 && d_weight && pl.transpose) {
 #pragma omp parallel

@@ -76,14 +76,28 @@ size_t ptl__weight_panels_floats(int k, int p, int r, int threads)
     return l.wp + (size_t)(threads > 1 ? threads : 1) * l.thread + ALIGN_FLOATS;
 }
 
-/* a (kc, pl): a[kk*pl + i] = x(k0 + kk, q0 + i) of an image x (k, p), for i < len; zero up to
- * pl. */
+size_t ptl__weight_panels_packed_floats(int k, int r)
+{
+    return layout_of(k, r).wp + ALIGN_FLOATS;
+}
+
+size_t ptl__weight_panels_scratch_floats(void)
+{
+    return layout_of(1, 1).thread + ALIGN_FLOATS;
+}
+
+static float *aligned(float *p)
+{
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
+/* a (kc, pl): a[kk*pl + i] = x[(k0 + kk)*x_row + q0 + i] for i < len; zero up to pl. */
 static void pack_pixels(float *restrict a, int pl, int kc, int k0, const float *restrict x,
-                        int p, int q0, int len)
+                        size_t x_row, int q0, int len)
 {
     for (int kk = 0; kk < kc; kk++) {
         float *dst = a + (size_t)kk * pl;
-        memcpy(dst, x + (size_t)(k0 + kk) * p + q0, sizeof(float) * (size_t)len);
+        memcpy(dst, x + (size_t)(k0 + kk) * x_row + q0, sizeof(float) * (size_t)len);
         if (len < pl)
             memset(dst + len, 0, sizeof(float) * (size_t)(pl - len));
     }
@@ -104,6 +118,17 @@ static void pack_channels(float *restrict wp, int b, int cl, int r, size_t k,
     }
 }
 
+void ptl__weight_panels_pack(float *wp, const float *w, int r, int k, size_t w_rs, size_t w_cs)
+{
+    int pl, cl;
+    lanes_of(ptl__ukernel(), &pl, &cl);
+    const int cpan = (r + cl - 1) / cl;
+    wp = aligned(wp);
+#pragma omp for schedule(static)
+    for (int b = 0; b < cpan; b++)
+        pack_channels(wp, b, cl, r, (size_t)k, w, w_rs, w_cs);
+}
+
 /* The (pixel, row) tile of a panel pair, element (i, j) at c[i + j*ld]. */
 static void tile(const struct ptl__ukernel *u, int kc, const float *a, const float *b,
                  float beta, float *c, long ld)
@@ -114,73 +139,106 @@ static void tile(const struct ptl__ukernel *u, int kc, const float *a, const flo
         ptl__ukernel_run(u, kc, a, b, beta, c, 1, ld, NULL, NULL);
 }
 
-void ptl__weight_panels_gemm(float *y, const float *x, int n, int k, int p, int r,
-                             const float *w, size_t w_rs, size_t w_cs, int accumulate,
-                             float *workspace, int threads)
+/* One call's operands (ptl__weight_panels_run's arguments). */
+struct operands {
+    float *y;
+    size_t y_img, y_row;
+    const float *x;
+    size_t x_img, x_row;
+    int n, p, k, r;
+    const float *wp;
+    int accumulate;
+};
+
+/* Pixel panels [q0, q1) (panel q: image q / ppi, pixels from q % ppi * pl) against channel
+ * panels [b0, b1), K chunk by K chunk; scratch: the pixel panels' block, then an edge tile. */
+static void run_block(const struct operands *o, int q0, int q1, int b0, int b1, float *scratch)
 {
     const struct ptl__ukernel *u = ptl__ukernel();
     int pl, cl;
     lanes_of(u, &pl, &cl);
+    const struct layout l = layout_of(o->k, o->r);
+    const int ppi = (o->p + pl - 1) / pl;
+    float *ap = aligned(scratch);
+    float *ct = ap + round_up((size_t)l.block_panels * pl * KC, ALIGN_FLOATS);
+    for (int k0 = 0; k0 < o->k; k0 += KC) {
+        const int kc = o->k - k0 < KC ? o->k - k0 : KC;
+        const int add = o->accumulate || k0 > 0;
+        for (int q = q0; q < q1; q++) {
+            const int img = q / ppi, px = q % ppi * pl;
+            pack_pixels(ap + (size_t)(q - q0) * pl * kc, pl, kc, k0, o->x + img * o->x_img,
+                        o->x_row, px, o->p - px < pl ? o->p - px : pl);
+        }
+        for (int b = b0; b < b1; b++) {
+            const float *bw = o->wp + ((size_t)b * o->k + k0) * cl;
+            const int rows = o->r - b * cl < cl ? o->r - b * cl : cl;
+            for (int q = q0; q < q1; q++) {
+                const int img = q / ppi, px = q % ppi * pl;
+                const int len = o->p - px < pl ? o->p - px : pl;
+                const float *a = ap + (size_t)(q - q0) * pl * kc;
+                float *c = o->y + img * o->y_img + (size_t)b * cl * o->y_row + px;
+                if (len == pl && rows == cl) {
+                    tile(u, kc, a, bw, add ? 1.0f : 0.0f, c, (long)o->y_row);
+                    continue;
+                }
+                tile(u, kc, a, bw, 0.0f, ct, pl);
+                for (int j = 0; j < rows; j++) {
+                    float *dst = c + (size_t)j * o->y_row;
+                    const float *src = ct + (size_t)j * pl;
+                    if (add)
+                        for (int i = 0; i < len; i++)
+                            dst[i] += src[i];
+                    else
+                        for (int i = 0; i < len; i++)
+                            dst[i] = src[i];
+                }
+            }
+        }
+    }
+}
+
+void ptl__weight_panels_run(float *y, size_t y_img, size_t y_row, const float *x, size_t x_img,
+                            size_t x_row, int n, int p, int k, int r, const float *wp,
+                            int accumulate, float *scratch)
+{
+    int pl, cl;
+    lanes_of(ptl__ukernel(), &pl, &cl);
     const struct layout l = layout_of(k, r);
-    const size_t img_in = (size_t)k * p, img_out = (size_t)r * p;
-    const int cpan = (r + cl - 1) / cl, ppi = (p + pl - 1) / pl, panels = n * ppi;
+    const struct operands o = {y, y_img, y_row, x, x_img, x_row, n, p, k, r, aligned((float *)wp),
+                               accumulate};
+    const int panels = n * ((p + pl - 1) / pl);
+    for (int q0 = 0; q0 < panels; q0 += l.block_panels)
+        run_block(&o, q0, q0 + l.block_panels < panels ? q0 + l.block_panels : panels, 0,
+                  (r + cl - 1) / cl, scratch);
+}
+
+void ptl__weight_panels_gemm(float *y, const float *x, int n, int k, int p, int r,
+                             const float *w, size_t w_rs, size_t w_cs, int accumulate,
+                             float *workspace, int threads)
+{
+    int pl, cl;
+    lanes_of(ptl__ukernel(), &pl, &cl);
+    const struct layout l = layout_of(k, r);
+    const int cpan = (r + cl - 1) / cl, panels = n * ((p + pl - 1) / pl);
     const int blocks = (panels + l.block_panels - 1) / l.block_panels;
     threads = threads > 1 ? threads : 1;
     int parts = blocks >= 2 * threads ? 1 : (2 * threads + blocks - 1) / blocks;
     parts = parts < cpan ? parts : cpan;
     const int items = blocks * parts;
-
-    float *wp = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
-    float *thread0 = wp + l.wp;
+    float *wp = aligned(workspace);
+    const struct operands o = {y, (size_t)r * p, (size_t)p, x, (size_t)k * p, (size_t)p,
+                               n, p, k, r, wp, accumulate};
 
 #pragma omp parallel num_threads(threads)
     {
-#pragma omp for schedule(static)
-        for (int b = 0; b < cpan; b++)
-            pack_channels(wp, b, cl, r, (size_t)k, w, w_rs, w_cs);
-        float *ap = thread0 + (size_t)omp_get_thread_num() * l.thread;
-        float *ct = ap + round_up((size_t)l.block_panels * pl * KC, ALIGN_FLOATS);
+        ptl__weight_panels_pack(wp, w, r, k, w_rs, w_cs);
+        float *scratch = wp + l.wp + (size_t)omp_get_thread_num() * l.thread;
 #pragma omp for schedule(static)
         for (int it = 0; it < items; it++) {
-            const int blk = it / parts, part = it % parts;
-            const int b0 = (int)((long)cpan * part / parts);
-            const int b1 = (int)((long)cpan * (part + 1) / parts);
-            const int q0 = blk * l.block_panels;
-            const int q1 = q0 + l.block_panels < panels ? q0 + l.block_panels : panels;
-            for (int k0 = 0; k0 < k; k0 += KC) {
-                const int kc = k - k0 < KC ? k - k0 : KC;
-                const int add = accumulate || k0 > 0;
-                for (int q = q0; q < q1; q++) {
-                    const int img = q / ppi, px = q % ppi * pl;
-                    pack_pixels(ap + (size_t)(q - q0) * pl * kc, pl, kc, k0, x + img * img_in, p,
-                                px, p - px < pl ? p - px : pl);
-                }
-                for (int b = b0; b < b1; b++) {
-                    const float *bw = wp + ((size_t)b * k + k0) * cl;
-                    const int rows = r - b * cl < cl ? r - b * cl : cl;
-                    for (int q = q0; q < q1; q++) {
-                        const int img = q / ppi, px = q % ppi * pl;
-                        const int len = p - px < pl ? p - px : pl;
-                        const float *a = ap + (size_t)(q - q0) * pl * kc;
-                        float *c = y + img * img_out + (size_t)b * cl * p + px;
-                        if (len == pl && rows == cl) {
-                            tile(u, kc, a, bw, add ? 1.0f : 0.0f, c, p);
-                            continue;
-                        }
-                        tile(u, kc, a, bw, 0.0f, ct, pl);
-                        for (int j = 0; j < rows; j++) {
-                            float *dst = c + (size_t)j * p;
-                            const float *src = ct + (size_t)j * pl;
-                            if (add)
-                                for (int i = 0; i < len; i++)
-                                    dst[i] += src[i];
-                            else
-                                for (int i = 0; i < len; i++)
-                                    dst[i] = src[i];
-                        }
-                    }
-                }
-            }
+            const int blk = it / parts, part = it % parts, q0 = blk * l.block_panels;
+            run_block(&o, q0, q0 + l.block_panels < panels ? q0 + l.block_panels : panels,
+                      (int)((long)cpan * part / parts), (int)((long)cpan * (part + 1) / parts),
+                      scratch);
         }
     }
 }

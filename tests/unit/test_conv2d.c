@@ -78,13 +78,15 @@ static int lanes_for(int units)
  * a 1x1 stride-1 conv per image), or ops/weight_grad.c's scratch where that is larger, the
  * unit's C_out GEMM rows (g > 1), and with d_weight transposed (up to 256 output channels, or
  * in ops/weight_grad.c from 8 input channels and 2 units) the transposed d_out and d_weight^T;
- * else l - 1 d_weight copies; for a 1x1 stride-1 conv, ops/weight_panels.c's workspace for the
- * forward and d_in where that is larger. */
+ * else l - 1 d_weight copies; in lanes, with a panel of pixels per image, the weights packed
+ * by ops/weight_panels.c and its scratch per lane; for a 1x1 stride-1 conv, ops/weight_panels.c's
+ * whole-batch workspace where that is larger. */
 static size_t expected_workspace(const struct ptl_conv2d_shape *s, size_t p, size_t g, int l)
 {
     size_t k = (size_t)s->c_in * s->kh * s->kw, m = (size_t)s->c_out, cols = g * p;
-    int plain_direct = g == 1 && s->kh == 1 && s->kw == 1 && s->stride_h == 1 &&
-                       s->stride_w == 1 && s->pad_h == 0 && s->pad_w == 0;
+    int direct = s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1 &&
+                 s->pad_h == 0 && s->pad_w == 0;
+    int plain_direct = g == 1 && direct;
     int packable = s->c_in >= 8;
     int transposed = s->c_out <= 256 || (packable && (s->n + g - 1) / g >= 2);
     int ho = (s->h + 2 * s->pad_h - s->kh) / s->stride_h + 1;
@@ -96,8 +98,11 @@ static size_t expected_workspace(const struct ptl_conv2d_shape *s, size_t p, siz
     size_t lane = (col > packed ? col : packed) + (g > 1 ? m * cols : 0) +
                   (transposed ? m * cols + m * k : 0);
     size_t units = l * lane + (transposed ? 0 : (size_t)(l - 1) * m * k);
-    int direct = s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1 &&
-                 s->pad_h == 0 && s->pad_w == 0;
+    if (!direct && l >= 2 && !ptl__winograd_applies(s) && ptl__weight_panels_apply((long)p)) {
+        size_t fwd = ptl__weight_panels_packed_floats((int)k, (int)m);
+        size_t din = ptl__weight_panels_packed_floats((int)m, (int)k);
+        units += (fwd > din ? fwd : din) + l * ptl__weight_panels_scratch_floats();
+    }
     int t = ptl_threads_available();
     size_t fwd = direct ? ptl__weight_panels_floats((int)k, (int)p, (int)m, t) : 0;
     size_t din = direct ? ptl__weight_panels_floats((int)m, (int)p, (int)k, t) : 0;
@@ -336,6 +341,18 @@ Test(conv2d, two_threads_image_lanes)
     check_conv(SHAPE(4, 6, 24, 24, 5, 1, 1, 1, 1, 0, 0), 1, PATH_DIRECT);
     check_accumulates(SHAPE(4, 5, 47, 45, 7, 3, 3, 2, 2, 1, 1));
     check_accumulates(SHAPE(4, 6, 24, 24, 5, 1, 1, 1, 1, 0, 0));
+}
+
+/* In lanes the forward and d_in GEMMs run on weights packed once per call
+ * (ops/weight_panels.c): K over two chunks, partial channel panels, and images whose pixels end
+ * inside a panel, per image and side by side in batched units. */
+Test(conv2d, two_threads_lanes_on_packed_weights)
+{
+    cr_assert_eq(ptl_threads_set(2), 0);
+    check_conv(SHAPE(4, 32, 40, 30, 13, 3, 3, 1, 1, 0, 0), 1, PATH_PER_IMAGE);
+    check_conv(SHAPE(26, 40, 14, 12, 30, 3, 3, 2, 2, 1, 1), 0, PATH_BATCHED);
+    check_conv(SHAPE(4, 30, 20, 18, 14, 3, 3, 1, 1, 1, 1), 1, PATH_BATCHED);
+    check_accumulates(SHAPE(26, 40, 14, 12, 30, 3, 3, 2, 2, 1, 1));
 }
 
 /* Over 256 output channels d_weight is not computed transposed (conv2d.c's
