@@ -29,13 +29,16 @@
  * per lane (and the copies); it is sized for the most lanes the process could use, not for N.
  * Too few units, and more threads than that, keep BLIS's own threading.
  *
- * 1x1 stride-1 pad-0 convs whose images have at least a micro-kernel panel of pixels take the
- * forward and d_in from ops/weight_panels.c instead: the weights packed once per call, where
- * each per-image GEMM had BLIS pack all of them again (ResNet-50's 1x1 convs at 256x128,
- * batch 16, 2 threads: 256 -> 64 at 64x32 forward 9.5 -> 5.7 ms, 1024 -> 256 at 16x8
- * 4.3 -> 3.8 ms). Other shapes stay on im2col + BLIS: gathering their pixel panels straight
- * from the image lost (a 7x7 stride-2 stem 13.9 -> 18.4 ms, 512 -> 512 3x3 at 8x4
- * 8.9 -> 19.7 ms; docs/performance.md).
+ * Weights packed once per call (ops/weight_panels.c), where each per-image GEMM had BLIS pack
+ * all of them again, wherever the output images have at least a micro-kernel panel of pixels:
+ * - 1x1 stride-1 pad-0 convs: the whole forward and d_in, on all threads (ResNet-50's 1x1 convs
+ *   at 256x128, batch 16, 2 threads: 256 -> 64 at 64x32 forward 9.5 -> 5.7 ms, 1024 -> 256
+ *   at 16x8 4.3 -> 3.8 ms);
+ * - the others in lanes: each unit's forward and d_col GEMMs on the packed weights against its
+ *   column matrix, the output written per image in place (no scatter_out): a 3x3 stride-2
+ *   BConv-Cell gate 64 -> 512 at 32x16 forward 8.0 -> 7.2 ms, ResNet-50's stem 19.4 -> 14.0.
+ *   Packing their pixel panels straight from the image instead of from im2col's matrix lost
+ *   (the stem 13.9 -> 18.4 ms, 512 -> 512 3x3 at 8x4 8.9 -> 19.7 ms).
  *
  * 3x3 stride-1 pad-1 convs with enough channels and tiles take Winograd F(2x2, 3x3) instead
  * (ops/winograd.c: 2.25x fewer multiplications, its own chunked workspace) for the forward and

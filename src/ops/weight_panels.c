@@ -1,11 +1,12 @@
-/* y_n = w_t x x_n for a batch of images (a 1x1 conv), on BLIS's micro-kernel (layout in
+/* y_i = w_t x x_i for the images of a 1x1 conv (its input, or d_out for d_in), or for the
+ * images side by side in one unit's column matrix, on BLIS's micro-kernel (layout in
  * ops/gemm.h) with panels packed here:
  * - channel panels: w_t cut into panels of `cl` rows, packed once per call by all threads;
  * - pixel panels: `pl` consecutive pixels of one image, per block of pixels and K chunk.
  * The pixels go on the side the micro-kernel stores contiguously, so a full tile is written
- * in place into the NCHW output (pixels 1 float apart, rows P apart); edge tiles go
- * through a small buffer. Work items are blocks of BLOCK_PIXELS pixels (their pixel panels
- * stay in L2 while each channel panel's K chunk, in L1, passes over them), split further by
+ * in place (pixels 1 float apart, rows y_row apart); edge tiles go through a small buffer.
+ * Work items are blocks of BLOCK_PIXELS pixels (their pixel panels stay in L2 while each
+ * channel panel's K chunk, in L1, passes over them); a whole 1x1 conv splits them further by
  * channel panels when there are too few blocks for the threads. Every output element is
  * computed by one thread in a fixed order, so the result does not depend on the thread count.
  *
