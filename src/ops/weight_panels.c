@@ -25,7 +25,7 @@
 #define KC 256
 /* Pixels per work item: the item's pixel panels (BLOCK_PIXELS x KC floats, 512 KB) in L2. */
 #define BLOCK_PIXELS 512
-/* Largest micro-kernel block handled (the edge buffer is sized by it). */
+/* Largest micro-kernel block taken (a sanity bound: the scratch grows with it). */
 #define UK_MAX 64
 #define ALIGN_FLOATS 16 /* 64 bytes */
 
@@ -54,7 +54,7 @@ int ptl__weight_panels_apply(long p)
 
 struct layout {
     size_t wp, thread; /* floats of each region, rounded to 64 bytes */
-    int block_panels;          /* pixel panels per work item */
+    int block_panels;  /* pixel panels per work item */
 };
 
 static struct layout layout_of(int k, int r)
