@@ -1,10 +1,10 @@
 #!/bin/sh
 # The tests of the drivers that call BLIS's micro-kernel on their own packed panels
 # (test_conv2d's 'winograd' suite, test_weight_grad, test_weight_panels) on every BLIS kernel
-# set this CPU runs, not only the one BLIS (or ptl) picks: they put the tiles or the output channels on the side
-# where the micro-kernel stores C contiguously, which differs between kernel sets (skx: 32x12,
-# by columns; haswell: 6x16 and generic: 4x16, by rows), so both layouts get tested on any
-# machine. The suites are small (a few seconds on the generic kernels).
+# set this CPU runs, not only the one BLIS (or ptl) picks: they put the tiles, the output
+# channels or the pixels on the side where the micro-kernel stores C contiguously, which
+# differs between kernel sets (skx: 32x12, by columns; haswell: 6x16 and generic: 4x16, by
+# rows), so both layouts get tested on any machine. The suites are small (a few seconds on the generic kernels).
 set -u
 top_builddir=${top_builddir:-.}
 ptl="$top_builddir/ptl"
