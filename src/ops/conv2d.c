@@ -243,14 +243,20 @@ static size_t unit_floats(const struct conv_plan *pl)
 }
 
 /* With pl->unit_panels, after unit_floats(): the packed weights (for the forward, or
- * transposed for d_in), then each lane's ops/weight_panels.c scratch. */
+ * transposed for d_in: room for the larger), then each lane's ops/weight_panels.c scratch. */
+static size_t unit_panel_weight_floats(const struct conv_plan *pl)
+{
+    size_t fwd = ptl__weight_panels_packed_floats(pl->k, pl->m);
+    size_t din = ptl__weight_panels_packed_floats(pl->m, pl->k);
+    return fwd > din ? fwd : din;
+}
+
 static size_t unit_panel_floats(const struct conv_plan *pl)
 {
     if (!pl->unit_panels)
         return 0;
-    size_t fwd = ptl__weight_panels_packed_floats(pl->k, pl->m);
-    size_t din = ptl__weight_panels_packed_floats(pl->m, pl->k);
-    return (fwd > din ? fwd : din) + (size_t)pl->lanes_cap * ptl__weight_panels_scratch_floats();
+    return unit_panel_weight_floats(pl) +
+           (size_t)pl->lanes_cap * ptl__weight_panels_scratch_floats();
 }
 
 static float *unit_panel_weights(const struct conv_plan *pl, float *workspace)
@@ -260,9 +266,7 @@ static float *unit_panel_weights(const struct conv_plan *pl, float *workspace)
 
 static float *unit_panel_scratch(const struct conv_plan *pl, float *workspace, int lane)
 {
-    size_t fwd = ptl__weight_panels_packed_floats(pl->k, pl->m);
-    size_t din = ptl__weight_panels_packed_floats(pl->m, pl->k);
-    return unit_panel_weights(pl, workspace) + (fwd > din ? fwd : din) +
+    return unit_panel_weights(pl, workspace) + unit_panel_weight_floats(pl) +
            (size_t)lane * ptl__weight_panels_scratch_floats();
 }
 

@@ -102,6 +102,22 @@ int ptl__ukernel_fits(const struct ptl__ukernel *u, int max_block)
     return u->fn && u->mr >= 1 && u->mr <= max_block && u->nr >= 1 && u->nr <= max_block;
 }
 
+void ptl__ukernel_sides(const struct ptl__ukernel *u, int *stored, int *across)
+{
+    *stored = u->row_pref ? u->nr : u->mr;
+    *across = u->row_pref ? u->mr : u->nr;
+}
+
+void ptl__ukernel_run_sides(const struct ptl__ukernel *u, int k, const float *s, const float *a,
+                            float beta, float *c, long ld, const float *next_s,
+                            const float *next_a)
+{
+    if (u->row_pref)
+        ptl__ukernel_run(u, k, a, s, beta, c, ld, 1, next_a, next_s);
+    else
+        ptl__ukernel_run(u, k, s, a, beta, c, 1, ld, next_s, next_a);
+}
+
 void ptl__ukernel_run(const struct ptl__ukernel *u, int k, const float *a, const float *b,
                       float beta, float *c, long rs_c, long cs_c, const float *next_a,
                       const float *next_b)

@@ -29,6 +29,18 @@ const struct ptl__ukernel *ptl__ukernel(void);
  * per-lane arrays are sized by that). */
 int ptl__ukernel_fits(const struct ptl__ukernel *u, int max_block);
 
+/* The lanes of u's register block: `stored` along the side where u stores C contiguously (its
+ * mr rows for a column-preferring kernel, its nr columns for a row-preferring one), `across`
+ * the other. Drivers put the dimension they want written contiguously on the stored side. */
+void ptl__ukernel_sides(const struct ptl__ukernel *u, int *stored, int *across);
+
+/* ptl__ukernel_run by sides: C (stored x across, element (i, j) at c[i + j * ld]) = the
+ * product of packed panel s (`stored` lanes) and packed panel a (`across` lanes) over k, +
+ * beta C; s and a go in as A and B in whichever order u needs. next_s/next_a: prefetch hints. */
+void ptl__ukernel_run_sides(const struct ptl__ukernel *u, int k, const float *s, const float *a,
+                            float beta, float *c, long ld, const float *next_s,
+                            const float *next_a);
+
 /* C (mr x nr, element (i, j) at c[i * rs_c + j * cs_c]) = A B + beta C over k, A and B one
  * packed micro-panel each. next_a/next_b: the panels of the following call (prefetch hints). */
 void ptl__ukernel_run(const struct ptl__ukernel *u, int k, const float *a, const float *b,

@@ -107,6 +107,21 @@ static inline __attribute__((always_inline)) void block4(float *restrict dst, si
     store_half(dst + 7 * ld_dst, s3, 1, add);
 }
 
+/* dst (+)= src transposed, scalar, for rows r0..r0+h and columns c0..cols (what the blocks
+ * leave). */
+static inline __attribute__((always_inline)) void scalar_part(float *restrict dst, size_t ld_dst,
+                                                              const float *restrict src,
+                                                              size_t ld_src, int r0, int h,
+                                                              int c0, int cols, int add)
+{
+    for (int c = c0; c < cols; c++)
+        for (int i = r0; i < r0 + h; i++) {
+            float v = src[(size_t)i * ld_src + c];
+            float *d = &dst[(size_t)c * ld_dst + i];
+            *d = add ? *d + v : v;
+        }
+}
+
 /* The loops, with `add` a constant after inlining: no test in the inner block. */
 static inline __attribute__((always_inline)) void transpose_loops(float *restrict dst,
                                                                   size_t ld_dst,
@@ -120,32 +135,17 @@ static inline __attribute__((always_inline)) void transpose_loops(float *restric
         for (; c + 8 <= cols; c += 8)
             block8(dst + (size_t)c * ld_dst + r, ld_dst, src + (size_t)r * ld_src + c, ld_src,
                    add);
-        for (; c < cols; c++)
-            for (int i = 0; i < 8; i++) {
-                float v = src[(size_t)(r + i) * ld_src + c];
-                float *d = &dst[(size_t)c * ld_dst + r + i];
-                *d = add ? *d + v : v;
-            }
+        scalar_part(dst, ld_dst, src, ld_src, r, 8, c, cols, add);
     }
     if (r + 4 <= rows) {
         int c = 0;
         for (; c + 8 <= cols; c += 8)
             block4(dst + (size_t)c * ld_dst + r, ld_dst, src + (size_t)r * ld_src + c, ld_src,
                    add);
-        for (; c < cols; c++)
-            for (int i = 0; i < 4; i++) {
-                float v = src[(size_t)(r + i) * ld_src + c];
-                float *d = &dst[(size_t)c * ld_dst + r + i];
-                *d = add ? *d + v : v;
-            }
+        scalar_part(dst, ld_dst, src, ld_src, r, 4, c, cols, add);
         r += 4;
     }
-    for (; r < rows; r++)
-        for (int c = 0; c < cols; c++) {
-            float v = src[(size_t)r * ld_src + c];
-            float *d = &dst[(size_t)c * ld_dst + r];
-            *d = add ? *d + v : v;
-        }
+    scalar_part(dst, ld_dst, src, ld_src, r, rows - r, 0, cols, add);
 }
 
 PTL_SIMD_CLONES void ptl__transpose(float *restrict dst, size_t ld_dst, const float *restrict src,

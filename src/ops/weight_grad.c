@@ -42,13 +42,8 @@ int ptl__weight_grad_available(void)
 }
 
 /* Lanes of an output-channel panel (ol) and of a K panel (cl): the output channels go on the
- * side the kernel stores contiguously, so in-place tiles write whole columns of C_out. */
-static void lanes_of(const struct ptl__ukernel *u, int *ol, int *cl)
-{
-    *ol = u->row_pref ? u->nr : u->mr;
-    *cl = u->row_pref ? u->mr : u->nr;
-}
-
+ * side the kernel stores contiguously (ptl__ukernel_sides), so in-place tiles write whole
+ * columns of C_out. */
 struct layout {
     size_t hwc, ap, bp, ct; /* floats of each region, rounded to 64 bytes */
 };
@@ -62,7 +57,7 @@ static int is_direct(const struct ptl__conv_geom *g)
 static struct layout layout_of(const struct ptl__conv_geom *g, int c_out, int images)
 {
     int ol, cl;
-    lanes_of(ptl__ukernel(), &ol, &cl);
+    ptl__ukernel_sides(ptl__ukernel(), &ol, &cl);
     const size_t cols = (size_t)images * g->ho * g->wo;
     const size_t panels = (size_t)(c_out + ol - 1) / ol;
     struct layout l;
@@ -196,16 +191,6 @@ static void pack_k_panel_direct(float *restrict bp, int cl, int n, const float *
     }
 }
 
-/* The (output channel, K lane) tile of a panel pair, element (o, l) at c[o*o_step + l*k_step]. */
-static void tile(const struct ptl__ukernel *u, int k, const float *ap, const float *bp,
-                 float beta, float *c, long o_step, long k_step)
-{
-    if (u->row_pref)
-        ptl__ukernel_run(u, k, bp, ap, beta, c, k_step, o_step, NULL, NULL);
-    else
-        ptl__ukernel_run(u, k, ap, bp, beta, c, o_step, k_step, NULL, NULL);
-}
-
 /* dwt rows of the runs' (channel, tap)s, output channels o0..o0+rows, (+)= ct (ol x lanes). */
 static void scatter_tile(float *restrict dwt, const float *restrict ct, int ol, const struct run *runs, int nruns,
                          int o0, int rows, int m, const struct ptl__conv_geom *g, int add)
@@ -231,7 +216,7 @@ void ptl__weight_grad(float *dwt, const float *x, const float *dy, int images,
 {
     const struct ptl__ukernel *u = ptl__ukernel();
     int ol, cl;
-    lanes_of(u, &ol, &cl);
+    ptl__ukernel_sides(u, &ol, &cl);
     const int m = c_out, p = g->ho * g->wo, cols = images * p, hw = g->h * g->w;
     const int taps = g->kh * g->kw, k = g->c * taps, panels = (m + ol - 1) / ol;
     const struct layout l = layout_of(g, m, images);
@@ -272,9 +257,10 @@ void ptl__weight_grad(float *dwt, const float *x, const float *dy, int images,
                 const float *a = ap + (size_t)b * ol * cols + (size_t)q0 * ol;
                 const int rows = m - b * ol < ol ? m - b * ol : ol;
                 if (one_tap && rows == ol) {
-                    tile(u, kn, a, bp, set ? 0.0f : 1.0f, row0 + (size_t)b * ol, 1, lane_step);
+                    ptl__ukernel_run_sides(u, kn, a, bp, set ? 0.0f : 1.0f,
+                                           row0 + (size_t)b * ol, lane_step, NULL, NULL);
                 } else {
-                    tile(u, kn, a, bp, 0.0f, ct, 1, ol);
+                    ptl__ukernel_run_sides(u, kn, a, bp, 0.0f, ct, ol, NULL, NULL);
                     scatter_tile(dwt, ct, ol, runs, nruns, b * ol, rows, m, g, !set);
                 }
             }

@@ -34,21 +34,13 @@ static size_t round_up(size_t x, size_t to)
     return (x + to - 1) / to * to;
 }
 
-/* Lanes of a pixel panel (pl) and of a channel panel (cl): pixels on the side the kernel
- * stores contiguously. */
-static void lanes_of(const struct ptl__ukernel *u, int *pl, int *cl)
-{
-    *pl = u->row_pref ? u->nr : u->mr;
-    *cl = u->row_pref ? u->mr : u->nr;
-}
-
 int ptl__weight_panels_apply(long p)
 {
     const struct ptl__ukernel *u = ptl__ukernel();
     if (!ptl__ukernel_fits(u, UK_MAX))
         return 0;
     int pl, cl;
-    lanes_of(u, &pl, &cl);
+    ptl__ukernel_sides(u, &pl, &cl);
     return p >= pl;
 }
 
@@ -60,7 +52,7 @@ struct layout {
 static struct layout layout_of(int k, int r)
 {
     int pl, cl;
-    lanes_of(ptl__ukernel(), &pl, &cl);
+    ptl__ukernel_sides(ptl__ukernel(), &pl, &cl);
     struct layout l;
     l.block_panels = BLOCK_PIXELS / pl > 1 ? BLOCK_PIXELS / pl : 1;
     l.wp = round_up((size_t)(r + cl - 1) / cl * cl * k, ALIGN_FLOATS);
@@ -122,22 +114,12 @@ static void pack_channels(float *restrict wp, int b, int cl, int r, size_t k,
 void ptl__weight_panels_pack(float *wp, const float *w, int r, int k, size_t w_rs, size_t w_cs)
 {
     int pl, cl;
-    lanes_of(ptl__ukernel(), &pl, &cl);
+    ptl__ukernel_sides(ptl__ukernel(), &pl, &cl);
     const int cpan = (r + cl - 1) / cl;
     wp = aligned(wp);
 #pragma omp for schedule(static)
     for (int b = 0; b < cpan; b++)
         pack_channels(wp, b, cl, r, (size_t)k, w, w_rs, w_cs);
-}
-
-/* The (pixel, row) tile of a panel pair, element (i, j) at c[i + j*ld]. */
-static void tile(const struct ptl__ukernel *u, int kc, const float *a, const float *b,
-                 float beta, float *c, long ld)
-{
-    if (u->row_pref)
-        ptl__ukernel_run(u, kc, b, a, beta, c, ld, 1, NULL, NULL);
-    else
-        ptl__ukernel_run(u, kc, a, b, beta, c, 1, ld, NULL, NULL);
 }
 
 /* One call's operands (ptl__weight_panels_run's arguments). */
@@ -157,7 +139,7 @@ static void run_block(const struct operands *o, int q0, int q1, int b0, int b1, 
 {
     const struct ptl__ukernel *u = ptl__ukernel();
     int pl, cl;
-    lanes_of(u, &pl, &cl);
+    ptl__ukernel_sides(u, &pl, &cl);
     const struct layout l = layout_of(o->k, o->r);
     const int ppi = (o->p + pl - 1) / pl;
     float *ap = aligned(scratch);
@@ -179,10 +161,11 @@ static void run_block(const struct operands *o, int q0, int q1, int b0, int b1, 
                 const float *a = ap + (size_t)(q - q0) * pl * kc;
                 float *c = o->y + img * o->y_img + (size_t)b * cl * o->y_row + px;
                 if (len == pl && rows == cl) {
-                    tile(u, kc, a, bw, add ? 1.0f : 0.0f, c, (long)o->y_row);
+                    ptl__ukernel_run_sides(u, kc, a, bw, add ? 1.0f : 0.0f, c, (long)o->y_row,
+                                           NULL, NULL);
                     continue;
                 }
-                tile(u, kc, a, bw, 0.0f, ct, pl);
+                ptl__ukernel_run_sides(u, kc, a, bw, 0.0f, ct, pl, NULL, NULL);
                 for (int j = 0; j < rows; j++) {
                     float *dst = c + (size_t)j * o->y_row;
                     const float *src = ct + (size_t)j * pl;
@@ -203,7 +186,7 @@ void ptl__weight_panels_run(float *y, size_t y_img, size_t y_row, const float *x
                             int accumulate, float *scratch)
 {
     int pl, cl;
-    lanes_of(ptl__ukernel(), &pl, &cl);
+    ptl__ukernel_sides(ptl__ukernel(), &pl, &cl);
     const struct layout l = layout_of(k, r);
     const struct operands o = {y, y_img, y_row, x, x_img, x_row, n, p, k, r, aligned((float *)wp),
                                accumulate};
@@ -218,7 +201,7 @@ void ptl__weight_panels_gemm(float *y, const float *x, int n, int k, int p, int 
                              float *workspace, int threads)
 {
     int pl, cl;
-    lanes_of(ptl__ukernel(), &pl, &cl);
+    ptl__ukernel_sides(ptl__ukernel(), &pl, &cl);
     const struct layout l = layout_of(k, r);
     const int cpan = (r + cl - 1) / cl, panels = n * ((p + pl - 1) / pl);
     const int blocks = (panels + l.block_panels - 1) / l.block_panels;

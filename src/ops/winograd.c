@@ -93,8 +93,8 @@ struct wino {
     int dot;           /* the weight gradient's products run on dot_gemm, not BLIS */
     int chunk_rows;    /* tile rows per weight-gradient chunk */
     size_t tiles;      /* tiles per full chunk: chunk_rows * tw */
-    int row_pref;      /* the micro-kernel stores C by rows: tiles are its nr columns */
-    int lt, lc;        /* lanes of a tile micro-panel and of a channel micro-panel */
+    int lt, lc;        /* lanes of a tile micro-panel (the kernel's stored side) and of a
+                        * channel micro-panel (ptl__ukernel_sides) */
     int nb, mb;        /* fused block: tiles (whole tile panels), output channels per slice */
     int slots;         /* block buffers in the workspace */
 };
@@ -125,9 +125,9 @@ static void wino_make(const struct ptl_conv2d_shape *s, struct wino *g)
     g->tiles = (size_t)cr * g->tw;
     const struct ptl__ukernel *u = ptl__ukernel();
     const int usable = ukernel_usable(u);
-    g->row_pref = usable ? u->row_pref : 1;
-    g->lt = !usable ? 1 : g->row_pref ? u->nr : u->mr;
-    g->lc = !usable ? 1 : g->row_pref ? u->mr : u->nr;
+    g->lt = g->lc = 1;
+    if (usable)
+        ptl__ukernel_sides(u, &g->lt, &g->lc);
     int want = (long)g->m * g->c > WIDE_WEIGHTS ? WIDE_TILES : BLOCK_TILES;
     g->nb = (want + g->lt - 1) / g->lt * g->lt; /* <= NB_MAX */
     int rows = SLICE_FLOATS / (16 * g->nb) / g->lc * g->lc;
@@ -563,18 +563,6 @@ static PTL_SIMD_CLONES void block_output(float *restrict y, const float *restric
     }
 }
 
-/* c[channel * ld + tile] = the product of a channel panel and a tile panel over k: the
- * micro-kernel's C is lanes of the tile panel along its contiguous side. */
-static inline void panel_product(const struct ptl__ukernel *u, const struct wino *g, int k,
-                                 const float *cp, const float *tp, float *c, long ld,
-                                 const float *next_cp, const float *next_tp)
-{
-    if (g->row_pref)
-        ptl__ukernel_run(u, k, cp, tp, 0.0f, c, ld, 1, next_cp, next_tp);
-    else
-        ptl__ukernel_run(u, k, tp, cp, 0.0f, c, 1, ld, next_tp, next_cp);
-}
-
 /* y (N, m_ch, H, W) (+)= the Winograd conv of x (N, k_ch, H, W) with the packed weights up
  * (m_ch channels, K = k_ch), block by block; ws holds g->slots block buffers. */
 static void fused_conv(float *y, const float *x, const float *up, const float *bias,
@@ -604,7 +592,8 @@ static void fused_conv(float *y, const float *x, const float *up, const float *b
                     const float *tp = v + xi * t_xs;
                     for (int pt = 0; pt < used; pt++, tp += t_ps) {
                         float *c = mm + xi * y_xs + (size_t)(pc * lc) * nb + pt * lt;
-                        panel_product(u, g, k_ch, cp, tp, c, nb, cp, tp + t_ps);
+                        /* c[channel * nb + tile]: the tiles on the stored side */
+                        ptl__ukernel_run_sides(u, k_ch, tp, cp, 0.0f, c, nb, tp + t_ps, cp);
                     }
                 }
             }
