@@ -7,10 +7,11 @@ Takes the layer list from `ptl bench ops --list` with the given options (preset,
 --batch or --layer shapes), then for each layer in turn runs `ptl bench ops --format tsv
 --layer ...` (with the given --threads, --reps, --warmup, --quick) and right after it times the
 same layer in PyTorch in this process: conv2d forward, and backward for the input and the
-weight (aten.convolution_backward, no bias, as in ResNet), on the same number of threads,
-median of the same reps after the same warm-up. Layer by layer, so that both see the same
-machine when it is shared. Prints one table: per layer fwd+bwd GFLOPS of ours, PyTorch and the
-bare sgemm, the forward alone, and the ratios. FLOPs as in ptl: forward 2*N*Cout*Ho*Wo*Cin*K*K,
+weight (aten.convolution_backward, no bias, as in ResNet; both in one call, then each alone),
+on the same number of threads, median of the same reps after the same warm-up. Layer by
+layer, so that both see the same machine when it is shared. Prints one table: per layer
+fwd+bwd GFLOPS of ours, PyTorch and the bare sgemm, the forward, d_in and d_weight alone, and
+the ratios. FLOPs as in ptl: forward 2*N*Cout*Ho*Wo*Cin*K*K,
 backward twice that; the total row weights layers by how often they occur in the network.
 """
 import statistics
@@ -102,14 +103,16 @@ def time_torch(row, reps, warmup):
         with torch.no_grad():
             F.conv2d(x, wt, None, s, p)
 
-    def bwd():  # grad_input and grad_weight, no bias: what autograd runs for a ResNet conv
+    def bwd(mask=(True, True, False)):  # grad_input and grad_weight, no bias: what autograd
         torch.ops.aten.convolution_backward(dy, x, wt, None, [s, s], [p, p], [1, 1], False,
-                                            [0, 0], 1, [True, True, False])
+                                            [0, 0], 1, list(mask))  # runs for a ResNet conv
 
     flops = 2.0 * n * m * y.shape[2] * y.shape[3] * c * k * k
     t_fwd = median_time(fwd, reps, warmup)
     t_bwd = median_time(bwd, reps, warmup)
-    return flops, t_fwd, t_bwd
+    t_din = median_time(lambda: bwd((True, False, False)), reps, warmup)
+    t_dw = median_time(lambda: bwd((False, True, False)), reps, warmup)
+    return flops, t_fwd, t_bwd, t_din, t_dw
 
 
 def main():
@@ -120,9 +123,11 @@ def main():
     shape_opts, timing_opts = split_opts(opts)
     layers = list_layers(ptl, shape_opts)
     header_done = False
-    fmt = "{:<15} {:>5} {:<28} {:>7} {:>7} {:>7} {:>8} {:>8} {:>11} {:>10}"
-    tot = {"f": 0.0, "ours": 0.0, "torch": 0.0, "sgemm": 0.0, "ours_fwd": 0.0, "pt_fwd": 0.0,
-           "f_fwd": 0.0, "count": 0}
+    fmt = ("{:<15} {:>5} {:<28} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11}"
+           " {:>10}")
+    parts = ("fwd", "din", "dw")  # GFLOPS of each alone, ours and PyTorch's, FLOPs f each
+    tot = {"f": 0.0, "ours": 0.0, "torch": 0.0, "sgemm": 0.0, "f1": 0.0, "count": 0}
+    tot.update({f"{who}_{x}": 0.0 for who in ("ours", "pt") for x in parts})
     for layer in layers:
         spec = ",".join(layer[x] for x in LIST_FIELDS[2:])
         meta, rows = run_ptl(ptl, ["--layer", spec] + timing_opts)
@@ -134,35 +139,39 @@ def main():
             print(f"ptl vs PyTorch {torch.__version__} (mkldnn {mkldnn}), "
                   f"{threads} threads, median of {reps} reps after {warmup} warm-up; GFLOPS")
             print(fmt.format("layer", "count", "N,Cin,HxW->Cout,K/S,P", "ours", "PyTorch",
-                             "sgemm", "ours fwd", "PT fwd", "ours/PyTorch", "ours/sgemm"))
+                             "sgemm", "ours fwd", "PT fwd", "ours d_in", "PT d_in", "ours d_w",
+                             "PT d_w", "ours/PyTorch", "ours/sgemm"))
             header_done = True
-        flops, t_fwd, t_bwd = time_torch(row, reps, warmup)
+        flops, t_fwd, t_bwd, t_din, t_dw = time_torch(row, reps, warmup)
         cnt = int(row["count"])
         ours_s = (float(row["fwd_ms"]) + float(row["bwd_ms"])) * 1e-3
         sgemm_s = float(row["sgemm_ms"]) * 1e-3
         torch_s = t_fwd + t_bwd
-        ours_fwd_s = float(row["fwd_ms"]) * 1e-3
+        alone = {"ours_fwd": float(row["fwd_ms"]) * 1e-3, "ours_din": float(row["din_ms"]) * 1e-3,
+                 "ours_dw": float(row["dw_ms"]) * 1e-3, "pt_fwd": t_fwd, "pt_din": t_din,
+                 "pt_dw": t_dw}
         shape = "{n},{c_in},{h}x{w}->{c_out},{k}/{stride},{pad}".format(**row)
         g = lambda t, f=3 * flops: f / t * 1e-9
         print(fmt.format(row["layer"], cnt, shape, f"{g(ours_s):.1f}", f"{g(torch_s):.1f}",
-                         f"{g(sgemm_s):.1f}", f"{g(ours_fwd_s, flops):.1f}",
-                         f"{g(t_fwd, flops):.1f}", f"{torch_s / ours_s:.2f}x",
-                         f"{sgemm_s / ours_s * 100:.0f}%"))
+                         f"{g(sgemm_s):.1f}",
+                         *(f"{g(alone[f'{who}_{x}'], flops):.1f}" for x in parts
+                           for who in ("ours", "pt")),
+                         f"{torch_s / ours_s:.2f}x", f"{sgemm_s / ours_s * 100:.0f}%"))
         sys.stdout.flush()
         tot["f"] += cnt * 3 * flops
-        tot["f_fwd"] += cnt * flops
+        tot["f1"] += cnt * flops
         tot["ours"] += cnt * ours_s
         tot["torch"] += cnt * torch_s
         tot["sgemm"] += cnt * sgemm_s
-        tot["ours_fwd"] += cnt * ours_fwd_s
-        tot["pt_fwd"] += cnt * t_fwd
+        for key, t in alone.items():
+            tot[key] += cnt * t
         tot["count"] += cnt
     if tot["count"]:
         g = lambda t, f=tot["f"]: f / t * 1e-9
         print(fmt.format("total", tot["count"], "(time-weighted by count)", f"{g(tot['ours']):.1f}",
                          f"{g(tot['torch']):.1f}", f"{g(tot['sgemm']):.1f}",
-                         f"{g(tot['ours_fwd'], tot['f_fwd']):.1f}",
-                         f"{g(tot['pt_fwd'], tot['f_fwd']):.1f}",
+                         *(f"{g(tot[f'{who}_{x}'], tot['f1']):.1f}" for x in parts
+                           for who in ("ours", "pt")),
                          f"{tot['torch'] / tot['ours']:.2f}x",
                          f"{tot['sgemm'] / tot['ours'] * 100:.0f}%"))
     return 0

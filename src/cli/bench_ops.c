@@ -21,11 +21,12 @@
 static const char bench_usage[] =
     "Usage: ptl bench ops [options]\n"
     "\n"
-    "Times conv2d forward and backward (d_in + d_weight) per conv layer and a bare BLIS sgemm\n"
-    "of the same GEMM shapes (forward (Cout x CinKK)(CinKK x N*Ho*Wo), the d_weight and d_in\n"
-    "GEMMs likewise) on the same threads. GFLOPS: forward 2*N*Cout*Ho*Wo*Cin*K*K, backward twice\n"
-    "that; times are medians over the repetitions. The total row weights each layer by how often\n"
-    "it occurs in the network.\n"
+    "Times conv2d forward and backward (d_in + d_weight in one call, as a training step runs\n"
+    "it, and each alone) per conv layer and a bare BLIS sgemm of the same GEMM shapes (forward\n"
+    "(Cout x CinKK)(CinKK x N*Ho*Wo), the d_weight and d_in GEMMs likewise) on the same threads.\n"
+    "GFLOPS: forward, d_in and d_weight 2*N*Cout*Ho*Wo*Cin*K*K each, backward twice that; times\n"
+    "are medians over the repetitions. The total row weights each layer by how often it occurs\n"
+    "in the network.\n"
     "\n"
     "Options:\n"
     "  --preset NAME     network whose conv layers to time: resnet18 (default)\n"
@@ -37,7 +38,7 @@ static const char bench_usage[] =
     "  --threads T       threads for BLIS and OpenMP (default: PTL_THREADS, else all cores)\n"
     "  --reps R          timed repetitions per measurement (default 7)\n"
     "  --warmup W        untimed repetitions first (default 2)\n"
-    "  --quick           smoke run: batch 8, 5 reps, 1 warm-up (unless given)\n"
+    "  --quick           smoke run: batch 8, 3 reps, 1 warm-up (unless given)\n"
     "  --format F        table (default) or tsv\n"
     "  --list            print the layers (tsv: name, count, N, Cin, H, W, Cout, K, S, P)\n"
     "                    without timing them\n"
@@ -50,7 +51,7 @@ struct layer {
 };
 
 struct result {
-    double fwd_s, bwd_s;                 /* ours: medians */
+    double fwd_s, bwd_s, din_s, dw_s;    /* ours: medians (bwd: d_in and d_weight in one call) */
     double gemm_fwd_s, gemm_dw_s, gemm_dx_s; /* bare sgemm: medians */
 };
 
@@ -171,7 +172,7 @@ static void bare_sgemm(int sup, int ta, int tb, int m, int n, int k, const float
 }
 
 /* What one timed call runs: ours, or a bare GEMM with BLIS's sup path on or off. */
-enum what { OURS_FWD, OURS_BWD, GEMM_FWD, GEMM_DW, GEMM_DX, GEMM_FWD_SUP, GEMM_DW_SUP,
+enum what { OURS_FWD, OURS_BWD, OURS_DIN, OURS_DW, GEMM_FWD, GEMM_DW, GEMM_DX, GEMM_FWD_SUP, GEMM_DW_SUP,
             GEMM_DX_SUP, N_WHAT };
 
 struct bufs {
@@ -186,6 +187,10 @@ static int run_once(enum what what, const struct layer *l, struct bufs *b, int m
     case OURS_FWD: return ptl_conv2d_forward(b->out, b->in, b->w, NULL, &l->s, b->ws);
     case OURS_BWD:
         return ptl_conv2d_backward(b->d_in, b->d_w, NULL, b->d_out, b->in, b->w, &l->s, b->ws);
+    case OURS_DIN:
+        return ptl_conv2d_backward(b->d_in, NULL, NULL, b->d_out, b->in, b->w, &l->s, b->ws);
+    case OURS_DW:
+        return ptl_conv2d_backward(NULL, b->d_w, NULL, b->d_out, b->in, b->w, &l->s, b->ws);
     /* out (M, NP) = W (M, K) x col (K, NP) */
     case GEMM_FWD:
     case GEMM_FWD_SUP: bare_sgemm(sup, 0, 0, m, cols, k, b->w, b->col, b->out); return 0;
@@ -222,6 +227,8 @@ static int time_all(struct result *res, const struct layer *l, struct bufs *b, i
         med[w] = median(t + w * reps, reps);
     res->fwd_s = med[OURS_FWD];
     res->bwd_s = med[OURS_BWD];
+    res->din_s = med[OURS_DIN];
+    res->dw_s = med[OURS_DW];
     res->gemm_fwd_s = fmin(med[GEMM_FWD], med[GEMM_FWD_SUP]);
     res->gemm_dw_s = fmin(med[GEMM_DW], med[GEMM_DW_SUP]);
     res->gemm_dx_s = fmin(med[GEMM_DX], med[GEMM_DX_SUP]);
@@ -276,19 +283,23 @@ static double layer_flops(const struct layer *l)
     return 2.0 * s->n * s->c_out * ho * wo * (double)s->c_in * s->kh * s->kw;
 }
 
-/* One printed row: GFLOPS of ours (fwd, bwd, both) and of the bare sgemm, and times. */
+/* One printed row: GFLOPS of ours (fwd, d_in, d_weight, bwd, fwd+bwd) and of the bare sgemm,
+ * and times. */
 struct row {
     double f, fwd_s, bwd_s, g_fwd_s, g_bwd_s; /* f: forward FLOPs; backward is 2f */
+    double din_s, dw_s;                       /* d_in alone, d_weight alone: f each */
 };
 
 static void print_header(int tsv)
 {
     if (tsv)
         puts("layer\tcount\tn\tc_in\th\tw\tc_out\tk\tstride\tpad\tfwd_gflops\tbwd_gflops\tours_gflops\tsgemm_fwd_gflops\t"
-             "sgemm_bwd_gflops\tsgemm_gflops\tours_over_sgemm\tfwd_ms\tbwd_ms\tsgemm_ms");
+             "sgemm_bwd_gflops\tsgemm_gflops\tours_over_sgemm\tfwd_ms\tbwd_ms\tsgemm_ms\t"
+             "din_gflops\tdw_gflops\tdin_ms\tdw_ms");
     else
-        printf("%-15s %5s %-30s %8s %8s %8s %9s %10s\n", "layer", "count",
-               "N,Cin,HxW->Cout,KxK/S,P", "fwd", "bwd", "fwd+bwd", "sgemm", "ours/sgemm");
+        printf("%-15s %5s %-30s %8s %8s %8s %8s %8s %9s %10s\n", "layer", "count",
+               "N,Cin,HxW->Cout,KxK/S,P", "fwd", "d_in", "d_w", "bwd", "fwd+bwd", "sgemm",
+               "ours/sgemm");
 }
 
 /* shape: the table's description; fields: the tsv's "n\tc_in\th\tw\tc_out\tk\tstride\tpad" */
@@ -299,13 +310,16 @@ static void print_row(int tsv, const char *name, int count, const char *shape, c
     double ours = 3 * r->f / (r->fwd_s + r->bwd_s) * 1e-9;
     double g_fwd = r->f / r->g_fwd_s * 1e-9, g_bwd = 2 * r->f / r->g_bwd_s * 1e-9;
     double g = 3 * r->f / (r->g_fwd_s + r->g_bwd_s) * 1e-9;
+    double din = r->f / r->din_s * 1e-9, dw = r->f / r->dw_s * 1e-9;
     if (tsv)
-        printf("%s\t%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\n", name,
-               count, fields, fwd, bwd, ours, g_fwd, g_bwd, g, ours / g, r->fwd_s * 1e3,
-               r->bwd_s * 1e3, (r->g_fwd_s + r->g_bwd_s) * 1e3);
+        printf("%s\t%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t"
+               "%.3f\t%.3f\n",
+               name, count, fields, fwd, bwd, ours, g_fwd, g_bwd, g, ours / g, r->fwd_s * 1e3,
+               r->bwd_s * 1e3, (r->g_fwd_s + r->g_bwd_s) * 1e3, din, dw, r->din_s * 1e3,
+               r->dw_s * 1e3);
     else
-        printf("%-15s %5d %-30s %8.1f %8.1f %8.1f %9.1f %9.0f%%\n", name, count, shape, fwd, bwd,
-               ours, g, 100 * ours / g);
+        printf("%-15s %5d %-30s %8.1f %8.1f %8.1f %8.1f %8.1f %9.1f %9.0f%%\n", name, count, shape,
+               fwd, din, dw, bwd, ours, g, 100 * ours / g);
 }
 
 struct opts {
@@ -512,8 +526,8 @@ int ptl_cli_bench(int argc, char **argv)
             fprintf(stderr, "ptl bench ops: %s\n", ptl_error_message());
             return 1;
         }
-        struct row r = {layer_flops(l), res.fwd_s, res.bwd_s, res.gemm_fwd_s,
-                        res.gemm_dw_s + res.gemm_dx_s};
+        struct row r = {layer_flops(l), res.fwd_s,  res.bwd_s, res.gemm_fwd_s,
+                        res.gemm_dw_s + res.gemm_dx_s, res.din_s, res.dw_s};
         char shape[64];
         const struct ptl_conv2d_shape *s = &l->s;
         snprintf(shape, sizeof shape, "%d,%d,%dx%d->%d,%dx%d/%d,%d", s->n, s->c_in, s->h, s->w,
@@ -528,6 +542,8 @@ int ptl_cli_bench(int argc, char **argv)
         total.bwd_s += l->count * r.bwd_s;
         total.g_fwd_s += l->count * r.g_fwd_s;
         total.g_bwd_s += l->count * r.g_bwd_s;
+        total.din_s += l->count * r.din_s;
+        total.dw_s += l->count * r.dw_s;
     }
     int count = 0;
     for (int i = 0; i < o.nl; i++)

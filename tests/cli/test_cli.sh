@@ -38,9 +38,14 @@ grep_err "unknown command 'frobnicate'"
 # A real run on two custom layers (3x3 stride 2 on a 9x9 image; a 1x1 fast-path layer).
 expect 0 "$ptl" bench ops --layer 2,3,9,9,4,3,2,1 --layer 2,8,5,5,8,1,1,0 --reps 2 --warmup 1 --threads 1
 grep_out "ours/sgemm"
+grep_out "d_in  *d_w"
 [ "$(grep -c "3x3" "$out")" -ge 1 ] || fail "bench table lacks the 3x3 layer"
 expect 0 "$ptl" bench ops --layer 2,3,9,9,4,3,2,1 --reps 1 --warmup 0 --threads 1 --format tsv
 [ "$(grep -c '	' "$out")" -ge 2 ] || fail "tsv output has no tab-separated rows"
+# d_in and d_weight are timed alone too, with positive times, for bench/ops_vs_torch.py.
+awk -F'\t' '/^layer\t/ { for (i = 1; i <= NF; i++) col[$i] = i; next }
+     /^layer1\t/ { ok = col["din_ms"] && col["dw_ms"] && $col["din_ms"] > 0 && $col["dw_ms"] > 0 }
+     END { exit !ok }' "$out" || fail "tsv lacks positive din_ms and dw_ms"
 expect 0 "$ptl" bench ops --help
 grep_out "\-\-layer"
 
