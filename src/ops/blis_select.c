@@ -2,10 +2,11 @@
  *
  * BLIS picks its kernels once, at first use, from its own CPUID table, and the only way to pick
  * others is the BLIS_ARCH_TYPE environment variable, read at that first use. Debian 12's BLIS
- * 0.9.0 knows no x86 CPU newer than Zen 3 or Ice Lake: on Zen 4 and Zen 5 it falls back to
- * "generic", its reference C kernels, and a ResNet-18 training step takes 2.4x as long as on
- * its own AVX-512 (skx) kernels on the same CPU (docs/performance.md). So, before main() and
- * before anything calls BLIS, ptl__blis_select():
+ * 0.9.0 knows no x86 CPU newer than Zen 3 or Ice Lake: on Zen 5 it falls back to "generic",
+ * its reference C kernels, and a ResNet-18 training step takes 2.4x as long as on its own
+ * AVX-512 (skx) kernels on the same CPU (docs/performance.md). (Zen 4, CPU family 25 like
+ * Zen 3, gets its zen3 kernels, which ran a step as fast as skx there: left alone.) So, before
+ * main() and before anything calls BLIS, ptl__blis_select():
  *   - does nothing if BLIS_ARCH_TYPE is set (the user's choice, even one we would not make);
  *   - else asks BLIS, in a forked child so that this process's BLIS stays unchosen, what it
  *     would pick, and does nothing more unless that is "generic";
