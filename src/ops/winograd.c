@@ -31,6 +31,7 @@
  *   backward data     Up (C_in rows, K = C_out, the turned kernel) | block buffers
  * The two backward phases run one after the other and share the space. */
 #include "ops/winograd.h"
+#include "ops/winograd4.h"
 
 #include <omp.h>
 #include <stdint.h>
@@ -182,8 +183,9 @@ size_t ptl__winograd_workspace_floats(const struct ptl_conv2d_shape *s)
     size_t fwd = packed_floats(&g, g.m, g.c) + g.slots * block_floats(&g, g.c);
     size_t bwd_data = packed_floats(&g, g.c, g.m) + g.slots * block_floats(&g, g.m);
     size_t bwd_weight = 16 * (size_t)g.m * g.c + 16 * g.tiles * ((size_t)g.c + g.m);
+    size_t f4 = ptl__winograd4_applies(s) ? ptl__winograd4_workspace_floats(s) : 0;
     /* + room to align the start */
-    return max_size(fwd, max_size(bwd_data, bwd_weight)) + ALIGN_FLOATS;
+    return max_size(f4, max_size(fwd, max_size(bwd_data, bwd_weight)) + ALIGN_FLOATS);
 }
 
 static float *align_up(float *p)
@@ -756,6 +758,8 @@ int ptl__winograd_forward(float *out, const float *in, const float *weight, cons
     struct wino g;
     wino_make(s, &g);
     PTL_CHECK(ukernel_usable(ptl__ukernel()), "conv2d: Winograd needs BLIS's sgemm micro-kernel");
+    if (ptl__winograd4_applies(s))
+        return ptl__winograd4_forward(out, in, weight, bias, s, workspace);
     float *up = align_up(workspace), *blocks = up + packed_floats(&g, g.m, g.c);
 #pragma omp parallel num_threads(fused_threads(&g))
     {
@@ -788,6 +792,8 @@ int ptl__winograd_backward(float *d_in, float *d_weight, const float *d_out, con
             weight_grad(d_weight, du, m, c);
         }
     }
+    if (d_in && ptl__winograd4_applies(s))
+        return ptl__winograd4_backward_data(d_in, d_out, weight, s, workspace);
     if (d_in) {
         /* d_in += the forward conv of d_out with the turned kernel (the space of the phase
          * above is free again). */

@@ -13,6 +13,7 @@
 #include "ops/weight_grad.h"
 #include "ops/weight_panels.h"
 #include "ops/winograd.h"
+#include "ops/winograd4.h"
 #include "ptl/core.h"
 #include "ptl/ops.h"
 
@@ -583,6 +584,29 @@ Test(winograd, kernel_tiny_planes)
     check_wino(SHAPE(2, 3, 1, 6, 2, 3, 3, 1, 1, 1, 1), 0, 1, 256);
     check_wino(SHAPE(1, 1, 5, 1, 1, 3, 3, 1, 1, 1, 1), 1, 1, 256);
     check_wino(SHAPE(3, 2, 2, 2, 2, 3, 3, 1, 1, 1, 1), 0, 1, 256);
+}
+
+/* F(4x4, 3x3) for the forward and d_in (winograd4.c): tiles cut at the bottom (19 = 4*4 + 3)
+ * and right (14 = 3*4 + 2) edges, output channels in two slices with a partial channel panel,
+ * and blocks of tiles that cross images and end part-way (2 x 20 tiles). */
+Test(winograd, f4_tiles_cut_at_both_edges)
+{
+    struct ptl_conv2d_shape s = SHAPE(2, 5, 19, 14, 29, 3, 3, 1, 1, 1, 1);
+    cr_assert(ptl__winograd4_applies(&s));
+    check_wino(s, 1, 1, 64);
+}
+
+/* F(4x4, 3x3) takes planes from 16x8 on; smaller ones keep F(2x2, 3x3). */
+Test(winograd, f4_only_on_planes_with_room)
+{
+    struct ptl_conv2d_shape layer2 = SHAPE(32, 128, 16, 8, 128, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape layer3 = SHAPE(32, 256, 8, 4, 256, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape short_plane = SHAPE(32, 128, 15, 8, 128, 3, 3, 1, 1, 1, 1);
+    cr_assert(ptl__winograd4_applies(&layer2));
+    cr_assert(!ptl__winograd4_applies(&layer3));
+    cr_assert(!ptl__winograd4_applies(&short_plane));
+    cr_assert_geq(ptl__winograd_workspace_floats(&layer2),
+                  ptl__winograd4_workspace_floats(&layer2));
 }
 
 /* one direction only: the other gradient stays untouched */
