@@ -9,7 +9,8 @@
  * run on BLIS's micro-kernel with the transforms fused around them (winograd.c).
  * Backward data is the same forward on d_out with the kernel turned by 180 degrees (an index
  * permutation of U, transposed); backward weights sums dU[xi] += (A dY A^T)[xi] x V[xi]^T over
- * chunks of tiles and maps it back with d_weight += G^T dU G. */
+ * chunks of tiles and maps it back with d_weight += G^T dU G. The forward and backward data of
+ * shapes ptl__winograd4_applies() accepts go to F(4x4, 3x3) instead (winograd4.h). */
 #ifndef PTL_OPS_WINOGRAD_H
 #define PTL_OPS_WINOGRAD_H
 
