@@ -53,7 +53,7 @@
  * 2 threads, d_weight of a batch of 32: 64 -> 64 channels at 32x16 9.1 -> 6.9 ms, 128 at 16x8
  * 5.8 either way, 256 at 8x4 4.8 -> 6.3 (dot_gemm reads all of X once per DOT_M rows of Y,
  * which BLIS's packed blocks avoid). */
-#define DOT_MAX_WEIGHTS (128 * 128)
+#define DOT_MAX_WEIGHTS PTL_WINO_DOT_MAX_WEIGHTS
 /* Tiles per chunk of the weight gradient: its GEMMs need a wide T to run at speed (64 was
  * clearly slower), and the chunk's 16*(C_in+C_out)*T floats should stay in the last-level
  * cache. Through BLIS 256-1024 measured alike, 2048 slower; dot_gemm sums each block of dU
@@ -698,12 +698,12 @@ dot_gemm(float *du, const float *y, const float *x, int m, int c, int t, int add
         }
 }
 
-/* Work items of the product phase: the 16 products, each cut into `parts` slices of rows when
+/* Work items of the product phase: the nx products, each cut into `parts` slices of rows when
  * there are more threads than products. */
-static int gemm_parts(void)
+static int gemm_parts(int nx)
 {
     int nt = omp_get_num_threads();
-    return (nt + 15) / 16;
+    return (nt + nx - 1) / nx;
 }
 
 /* part p of n split into `parts` near-equal pieces: [*lo, *hi) */
@@ -713,16 +713,15 @@ static void slice(int n, int parts, int p, int *lo, int *hi)
     *hi = (int)((long)n * (p + 1) / parts);
 }
 
-/* du[xi] (m, c) (+)= dyt[xi] (m, t) x v[xi]^T (t, c), slices of the m rows. With larger
- * weights the products go through BLIS, each on one BLIS thread (ptl__sgemm_single) as the
- * threads share them out: no BLIS barriers inside each. */
-static void gemm_weight_grad(float *du, const float *dyt, const float *v, int m, int c, int t,
-                             int add, int dot)
+/* (winograd.h) With larger weights the products go through BLIS, each on one BLIS thread
+ * (ptl__sgemm_single) as the threads share them out: no BLIS barriers inside each. */
+void ptl__winograd_weight_products(float *du, const float *dyt, const float *v, int nx, int m,
+                                   int c, int t, int add, int dot)
 {
     const size_t mc = (size_t)m * c;
-    const int parts = gemm_parts();
+    const int parts = gemm_parts(nx);
 #pragma omp for schedule(static)
-    for (int item = 0; item < 16 * parts; item++) {
+    for (int item = 0; item < nx * parts; item++) {
         int xi = item / parts, lo, hi;
         slice(m, parts, item % parts, &lo, &hi);
         if (hi <= lo)
@@ -778,7 +777,11 @@ int ptl__winograd_backward(float *d_in, float *d_weight, const float *d_out, con
     PTL_CHECK(ukernel_usable(ptl__ukernel()), "conv2d: Winograd needs BLIS's sgemm micro-kernel");
     const int m = g.m, c = g.c;
     float *base = align_up(workspace);
-    if (d_weight) {
+    if (d_weight && ptl__winograd4_weight_applies(s)) {
+        int rc = ptl__winograd4_backward_weight(d_weight, d_out, in, s, workspace);
+        if (rc)
+            return rc;
+    } else if (d_weight) {
         float *du = base, *x = du + 16 * (size_t)m * c, *y = x + 16 * g.tiles * c;
 #pragma omp parallel if (parallel_worth(&g))
         {
@@ -787,7 +790,7 @@ int ptl__winograd_backward(float *d_in, float *d_weight, const float *d_out, con
                 int t = rows * g.tw;
                 input_tiles(x, in, c, &g, r0, rows);
                 dout_tiles(y, d_out, m, &g, r0, rows);
-                gemm_weight_grad(du, y, x, m, c, t, r0 != 0, g.dot);
+                ptl__winograd_weight_products(du, y, x, 16, m, c, t, r0 != 0, g.dot);
             }
             weight_grad(d_weight, du, m, c);
         }

@@ -33,6 +33,14 @@ size_t ptl__winograd_workspace_floats(const struct ptl_conv2d_shape *s);
 int ptl__winograd_forward(float *out, const float *in, const float *weight, const float *bias,
                           const struct ptl_conv2d_shape *s, float *workspace);
 
+/* For winograd4.c's weight gradient, which shares the products: du[xi] (m, c) (+)= dyt[xi]
+ * (m, t) x v[xi]^T (t, c) for the nx transforms, as row dot products (dot: below
+ * PTL_WINO_DOT_MAX_WEIGHTS = m * c) or single-threaded BLIS GEMMs, shared out among the calling
+ * team's threads (an orphaned omp for; call it from every thread of a parallel region). */
+#define PTL_WINO_DOT_MAX_WEIGHTS (128 * 128)
+void ptl__winograd_weight_products(float *du, const float *dyt, const float *v, int nx, int m,
+                                   int c, int t, int add, int dot);
+
 /* d_in += dL/d_in and d_weight += dL/d_weight; either may be NULL (not both). No bias. */
 int ptl__winograd_backward(float *d_in, float *d_weight, const float *d_out, const float *in,
                            const float *weight, const struct ptl_conv2d_shape *s,

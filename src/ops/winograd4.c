@@ -1,6 +1,7 @@
 /* Winograd F(4x4, 3x3): the forward and backward data of 3x3 stride-1 pad-1 convs on planes
- * with room for its 4x4 output tiles (ptl__winograd4_applies). See winograd4.h for the maths;
- * d_weight stays with F(2x2, 3x3) (winograd.c).
+ * with room for its 4x4 output tiles (ptl__winograd4_applies), and their d_weight on larger
+ * planes still (ptl__winograd4_weight_applies; smaller ones keep winograd.c's F(2x2, 3x3)).
+ * See winograd4.h for the maths.
  *
  * Why: per output and channel pair F(2x2, 3x3) does 4 multiplications and its transformed tiles
  * hold 4 values; F(4x4, 3x3) does 2.25 and holds 2.25, so both the micro-kernel's work and the
@@ -18,8 +19,13 @@
  * bottom and right edges) and reads the input patch rows 4i-1..4i+4, columns 4j-1..4j+4, zero
  * outside. Tiles are numbered over the batch: t = (img * th + i) * tw + j.
  *
- * Workspace (64-byte aligned regions): the packed transformed weights, then one block buffer
- * per thread (36 tile panels of the block, and one slice of the 36 products). */
+ * The weight gradient runs as winograd.c's does, over chunks of tile rows: the input and d_out
+ * transforms of a chunk, then the 36 products dU[xi] += (A dY A^T)[xi] x V[xi]^T through
+ * winograd.c's ptl__winograd_weight_products, then d_weight += G^T dU G.
+ *
+ * Workspace (64-byte aligned regions): forward and backward data, the packed transformed
+ * weights, then one block buffer per thread (36 tile panels of the block, and one slice of the
+ * 36 products); the weight gradient, dU and one chunk's two transforms. */
 #include "ops/winograd4.h"
 
 #include <omp.h>
@@ -29,10 +35,16 @@
 #include "ops/check.h"
 #include "ops/gemm.h"
 #include "ops/vmath.h"
+#include "ops/winograd.h"
 #include "ptl/core.h"
 
-/* F(4x4, 3x3) from output planes of this many pixels on: 16x8 gained, 8x4 lost (see above). */
+/* F(4x4, 3x3) from output planes of this many pixels on: 16x8 gained, 8x4 lost (see above).
+ * Its d_weight only from W4_WEIGHT_MIN_PIXELS: against F(2x2, 3x3)'s, on Zen 4 (2 threads,
+ * docs/performance.md), 64 -> 64 at 64x32 and 64 -> 256 at 64x32 ran 1.2-1.4x faster, 128 ->
+ * 128 at 32x16 alike, 64 -> 64 at 32x16 and 128 -> 128 at 16x8 slower (0.9x, 0.8x): on short
+ * tile rows its transforms' per-row work dominates. */
 #define W4_MIN_PIXELS 128
+#define W4_WEIGHT_MIN_PIXELS 2048
 #define T36 36
 /* Tiles per block (whole tile panels) and output channels per slice: 32 and 24 measured best
  * of 16-64 and 24-96 on 64-256 channels (a slice's 36 results, 36 x 24 x 32 floats, 110 KB,
@@ -44,6 +56,10 @@
 #define UK_MAX 64
 #define NB_MAX (BLOCK_TILES + UK_MAX)
 #define SLOTS_MAX 16
+/* Tiles per chunk of the weight gradient (BLIS products, row dot products): the 16-transform
+ * chunks of winograd.c scaled by 16/36, so that a chunk's transforms take the same memory. */
+#define CHUNK_TILES 256
+#define DOT_CHUNK_TILES 512
 #define ALIGN_FLOATS 16
 
 static const float zeros[4 * JB + 2];
@@ -55,6 +71,7 @@ struct w4 {
     int lt, lc;        /* lanes of a tile panel (stored side) and of a channel panel */
     int nb, mb;        /* tiles per block, output channels per slice */
     int slots;         /* block buffers in the workspace */
+    int dot;           /* the weight gradient's products as row dot products, not BLIS */
 };
 
 /* k_ch input and m_ch output channels: (c, m) for the forward, (m, c) for backward data. */
@@ -73,11 +90,17 @@ static void w4_make(const struct ptl_conv2d_shape *s, int k_ch, int m_ch, struct
     g->mb = (SLICE_ROWS + g->lc - 1) / g->lc * g->lc;
     int cap = ptl_threads_available();
     g->slots = cap < SLOTS_MAX ? cap : SLOTS_MAX;
+    g->dot = (long)k_ch * m_ch < PTL_WINO_DOT_MAX_WEIGHTS;
 }
 
 int ptl__winograd4_applies(const struct ptl_conv2d_shape *s)
 {
     return (long)s->h * s->w >= W4_MIN_PIXELS && ptl__ukernel_fits(ptl__ukernel(), UK_MAX);
+}
+
+int ptl__winograd4_weight_applies(const struct ptl_conv2d_shape *s)
+{
+    return (long)s->h * s->w >= W4_WEIGHT_MIN_PIXELS && ptl__winograd4_applies(s);
 }
 
 static size_t round_up(size_t x, size_t to)
@@ -110,13 +133,29 @@ static size_t pass_floats(const struct w4 *g)
     return round_up(packed_floats(g), ALIGN_FLOATS) + g->slots * block_floats(g);
 }
 
+/* Tile rows per chunk of the weight gradient: about CHUNK_TILES tiles, at least one row. */
+static int chunk_rows(const struct w4 *g)
+{
+    long rows = (long)g->n * g->th, cr = (g->dot ? DOT_CHUNK_TILES : CHUNK_TILES) / g->tw;
+    cr = cr < 1 ? 1 : cr;
+    return (int)(cr < rows ? cr : rows);
+}
+
+/* The weight gradient's dU [36][C_out][C_in], X [36][C_in][T] and Y [36][C_out][T]. */
+static size_t weight_floats(const struct w4 *g)
+{
+    size_t tiles = (size_t)chunk_rows(g) * g->tw;
+    return T36 * ((size_t)g->m * g->c + tiles * ((size_t)g->c + g->m));
+}
+
 size_t ptl__winograd4_workspace_floats(const struct ptl_conv2d_shape *s)
 {
     struct w4 fwd, bwd;
     w4_make(s, s->c_in, s->c_out, &fwd);
     w4_make(s, s->c_out, s->c_in, &bwd);
-    size_t a = pass_floats(&fwd), b = pass_floats(&bwd);
-    return (a > b ? a : b) + ALIGN_FLOATS;
+    size_t a = pass_floats(&fwd), b = pass_floats(&bwd), w = weight_floats(&fwd);
+    a = a > b ? a : b;
+    return (a > w ? a : w) + ALIGN_FLOATS;
 }
 
 static float *align_up(float *p)
@@ -432,5 +471,134 @@ int ptl__winograd4_backward_data(float *d_in, const float *d_out, const float *w
     struct w4 g;
     w4_make(s, s->c_out, s->c_in, &g);
     run_pass(d_in, d_out, weight, NULL, 1, &g, workspace);
+    return PTL_OK;
+}
+
+/* ---- weight gradient: chunks of tile rows ---- */
+
+/* v [36][c][rows*tw] = B^T d B of the 6x6 input patches of tile rows r0..r0+rows of x
+ * (N, c, H, W). */
+static PTL_SIMD_CLONES void input_tiles(float *v, const float *x, const struct w4 *g, long r0,
+                                        int rows)
+{
+    const size_t ld = (size_t)rows * g->tw, xs = (size_t)g->c * ld, plane = (size_t)g->h * g->w;
+#pragma omp for collapse(2) schedule(static)
+    for (int ch = 0; ch < g->c; ch++) {
+        for (int rr = 0; rr < rows; rr++) {
+            const long r = r0 + rr;
+            const int i = (int)(r % g->th);
+            const float *p = x + ((size_t)(r / g->th) * g->c + ch) * plane;
+            float *dst = v + (size_t)ch * ld + (size_t)rr * g->tw;
+            for (int j0 = 0; j0 < g->tw; j0 += JB)
+                tile_row_input(dst + j0, xs, p, 4 * i - 1, 4 * j0 - 1,
+                               g->tw - j0 < JB ? g->tw - j0 : JB, g);
+        }
+    }
+}
+
+/* r = A y for a 4-vector y (A = (A^T)^T, 6x4): the adjoint of A_T. */
+#define A_(y0, y1, y2, y3, r0, r1, r2, r3, r4, r5)                                               \
+    do {                                                                                         \
+        const float a_even = y0 + y2, a_odd = y1 + y3;                                           \
+        const float a_even4 = y0 + 4.0f * y2, a_odd8 = 2.0f * y1 + 8.0f * y3;                    \
+        r0 = y0;                                                                                 \
+        r1 = a_even + a_odd;                                                                     \
+        r2 = a_even - a_odd;                                                                     \
+        r3 = a_even4 + a_odd8;                                                                   \
+        r4 = a_even4 - a_odd8;                                                                   \
+        r5 = y3;                                                                                 \
+    } while (0)
+
+/* w [36][m][rows*tw] = A dY A^T of the 4x4 blocks of dy (N, m, H, W), zero beyond the plane. */
+static PTL_SIMD_CLONES void dout_tiles(float *w, const float *dy, const struct w4 *g, long r0,
+                                       int rows)
+{
+    const size_t ld = (size_t)rows * g->tw, xs = (size_t)g->m * ld, plane = (size_t)g->h * g->w;
+#pragma omp for collapse(2) schedule(static)
+    for (int ch = 0; ch < g->m; ch++) {
+        for (int rr = 0; rr < rows; rr++) {
+            const long r = r0 + rr;
+            const int i = (int)(r % g->th);
+            const float *p = dy + ((size_t)(r / g->th) * g->m + ch) * plane;
+            float *dst = w + (size_t)ch * ld + (size_t)rr * g->tw;
+            for (int j0 = 0; j0 < g->tw; j0 += JB) {
+                const int nj = g->tw - j0 < JB ? g->tw - j0 : JB, ncol = 4 * nj, col0 = 4 * j0;
+                const int hi = g->w - col0 < ncol ? g->w - col0 : ncol;
+                /* the block's 4 rows of dY, zero past the plane's last row and column */
+                float e[4][4 * JB];
+                for (int k = 0; k < 4; k++) {
+                    const int y = 4 * i + k;
+                    int q = 0;
+                    if (y < g->h)
+                        for (; q < hi; q++)
+                            e[k][q] = p[(size_t)y * g->w + col0 + q];
+                    for (; q < ncol; q++)
+                        e[k][q] = 0.0f;
+                }
+                /* rows of A dY (6 x 4 per tile), then each row times A^T */
+                float t[6][4 * JB];
+#pragma omp simd
+                for (int q = 0; q < ncol; q++)
+                    A_(e[0][q], e[1][q], e[2][q], e[3][q], t[0][q], t[1][q], t[2][q], t[3][q],
+                       t[4][q], t[5][q]);
+                float *o = dst + j0;
+                for (int a = 0; a < 6; a++) {
+                    float *oa = o + (size_t)(6 * a) * xs;
+#pragma omp simd
+                    for (int j = 0; j < nj; j++)
+                        A_(t[a][4 * j], t[a][4 * j + 1], t[a][4 * j + 2], t[a][4 * j + 3], oa[j],
+                           oa[xs + j], oa[2 * xs + j], oa[3 * xs + j], oa[4 * xs + j],
+                           oa[5 * xs + j]);
+                }
+            }
+        }
+    }
+}
+
+/* d_weight (m, c, 3, 3) += G^T dU G, the adjoint of kernel_tile, dU [36][m][c].
+ * G^T = [1/4 -1/6 -1/6 1/24 1/24 0; 0 -1/6 1/6 1/12 -1/12 0; 0 -1/6 -1/6 1/6 1/6 1]. */
+static void weight_grad(float *d_weight, const float *du, int m, int c)
+{
+    const size_t mc = (size_t)m * c;
+#pragma omp for schedule(static)
+    for (size_t idx = 0; idx < mc; idx++) {
+        float s[3][6]; /* G^T dU */
+        for (int b = 0; b < 6; b++) {
+            const float d0 = du[(0 + b) * mc + idx], d1 = du[(6 + b) * mc + idx];
+            const float d2 = du[(12 + b) * mc + idx], d3 = du[(18 + b) * mc + idx];
+            const float d4 = du[(24 + b) * mc + idx], d5 = du[(30 + b) * mc + idx];
+            s[0][b] = d0 / 4.0f - (d1 + d2) / 6.0f + (d3 + d4) / 24.0f;
+            s[1][b] = (d2 - d1) / 6.0f + (d3 - d4) / 12.0f;
+            s[2][b] = -(d1 + d2) / 6.0f + (d3 + d4) / 6.0f + d5;
+        }
+        float *k = d_weight + idx * 9;
+        for (int a = 0; a < 3; a++) {
+            const float *r = s[a];
+            k[3 * a + 0] += r[0] / 4.0f - (r[1] + r[2]) / 6.0f + (r[3] + r[4]) / 24.0f;
+            k[3 * a + 1] += (r[2] - r[1]) / 6.0f + (r[3] - r[4]) / 12.0f;
+            k[3 * a + 2] += -(r[1] + r[2]) / 6.0f + (r[3] + r[4]) / 6.0f + r[5];
+        }
+    }
+}
+
+int ptl__winograd4_backward_weight(float *d_weight, const float *d_out, const float *in,
+                                   const struct ptl_conv2d_shape *s, float *workspace)
+{
+    struct w4 g;
+    w4_make(s, s->c_in, s->c_out, &g);
+    const int m = g.m, c = g.c, cr = chunk_rows(&g);
+    const long rows = (long)g.n * g.th;
+    float *du = align_up(workspace), *x = du + T36 * (size_t)m * c;
+    float *y = x + T36 * (size_t)cr * g.tw * c;
+#pragma omp parallel if ((size_t)g.ntiles * 16 * c * m >= 4 * (size_t)PTL_OMP_MIN_ELEMENTS)
+    {
+        for (long r0 = 0; r0 < rows; r0 += cr) {
+            const int nr = rows - r0 < cr ? (int)(rows - r0) : cr;
+            input_tiles(x, in, &g, r0, nr);
+            dout_tiles(y, d_out, &g, r0, nr);
+            ptl__winograd_weight_products(du, y, x, T36, m, c, nr * g.tw, r0 != 0, g.dot);
+        }
+        weight_grad(d_weight, du, m, c);
+    }
     return PTL_OK;
 }

@@ -1,6 +1,7 @@
 /* Winograd F(4x4, 3x3) for the forward and backward data of 3x3, stride-1, pad-1 convs whose
- * planes hold enough 4x4 tiles (groups 1, NCHW, fp32). Internal to libptl: winograd.c hands it
- * the shapes ptl__winograd4_applies() accepts among its own; d_weight stays F(2x2, 3x3).
+ * planes hold enough 4x4 tiles, and for their d_weight on larger planes (groups 1, NCHW, fp32).
+ * Internal to libptl: winograd.c hands it the shapes ptl__winograd4_applies() (and, for
+ * d_weight, ptl__winograd4_weight_applies()) accepts among its own.
  *
  * Each 4x4 block of outputs is one tile, computed from the 6x6 input patch around it (points
  * 0, +-1, +-2 and infinity):
@@ -21,7 +22,10 @@
  * and backward data: planes of W4_MIN_PIXELS and more, and a micro-kernel the driver takes. */
 int ptl__winograd4_applies(const struct ptl_conv2d_shape *s);
 
-/* Floats of scratch for either pass: the transformed weights and one block buffer per thread
+/* 1 when such a shape's d_weight should take F(4x4, 3x3) too: larger planes still. */
+int ptl__winograd4_weight_applies(const struct ptl_conv2d_shape *s);
+
+/* Floats of scratch for any of the three passes: the transformed weights and one block buffer per thread
  * (as many threads as this process may use cores). Does not grow with the batch. */
 size_t ptl__winograd4_workspace_floats(const struct ptl_conv2d_shape *s);
 
@@ -32,5 +36,10 @@ int ptl__winograd4_forward(float *out, const float *in, const float *weight, con
 /* d_in (N, C_in, H, W) += dL/d_in from d_out (N, C_out, H, W). */
 int ptl__winograd4_backward_data(float *d_in, const float *d_out, const float *weight,
                                  const struct ptl_conv2d_shape *s, float *workspace);
+
+/* d_weight (C_out, C_in, 3, 3) += dL/d_weight from d_out and in: dU[xi] += (A dY A^T)[xi] x
+ * V[xi]^T over chunks of tiles, then d_weight += G^T dU G. */
+int ptl__winograd4_backward_weight(float *d_weight, const float *d_out, const float *in,
+                                   const struct ptl_conv2d_shape *s, float *workspace);
 
 #endif
