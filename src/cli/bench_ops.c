@@ -526,7 +526,7 @@ int ptl_cli_bench(int argc, char **argv)
             fprintf(stderr, "ptl bench ops: %s\n", ptl_error_message());
             return 1;
         }
-        struct row r = {layer_flops(l), res.fwd_s,  res.bwd_s, res.gemm_fwd_s,
+        struct row r = {layer_flops(l), res.fwd_s, res.bwd_s, res.gemm_fwd_s,
                         res.gemm_dw_s + res.gemm_dx_s, res.din_s, res.dw_s};
         char shape[64];
         const struct ptl_conv2d_shape *s = &l->s;

@@ -48,12 +48,11 @@
  * 1.0-1.1x, at 64 1.2-1.5x; 512 channels at 64-128 tiles per batch 0.7-1.0x, at 256+ 1.2-1.4x. */
 #define WINO_MIN_CHANNELS 64
 #define WINO_MIN_TILES 256
-/* The weight gradient's 16 products dU[xi] = Y[xi] X[xi]^T (K = tiles) run as row dot products
- * (dot_gemm) below DOT_MAX_WEIGHTS = C_in * C_out, through BLIS from there: measured on Zen 5,
- * 2 threads, d_weight of a batch of 32: 64 -> 64 channels at 32x16 9.1 -> 6.9 ms, 128 at 16x8
- * 5.8 either way, 256 at 8x4 4.8 -> 6.3 (dot_gemm reads all of X once per DOT_M rows of Y,
- * which BLIS's packed blocks avoid). */
-#define DOT_MAX_WEIGHTS PTL_WINO_DOT_MAX_WEIGHTS
+/* The weight gradient's 16 products dU[xi] = Y[xi] X[xi]^T (K = tiles; winograd4.c's 36 too)
+ * run as row dot products (dot_gemm) below PTL_WINO_DOT_MAX_WEIGHTS (winograd.h) = C_in *
+ * C_out, through BLIS from there: measured on Zen 5, 2 threads, d_weight of a batch of 32:
+ * 64 -> 64 channels at 32x16 9.1 -> 6.9 ms, 128 at 16x8 5.8 either way, 256 at 8x4 4.8 -> 6.3
+ * (dot_gemm reads all of X once per DOT_M rows of Y, which BLIS's packed blocks avoid). */
 /* Tiles per chunk of the weight gradient: its GEMMs need a wide T to run at speed (64 was
  * clearly slower), and the chunk's 16*(C_in+C_out)*T floats should stay in the last-level
  * cache. Through BLIS 256-1024 measured alike, 2048 slower; dot_gemm sums each block of dU
@@ -116,7 +115,7 @@ static void wino_make(const struct ptl_conv2d_shape *s, struct wino *g)
     g->tw = (s->w + 1) / 2;
     g->rows = (long)s->n * g->th;
     g->ntiles = g->rows * g->tw;
-    g->dot = (long)g->m * g->c < DOT_MAX_WEIGHTS;
+    g->dot = (long)g->m * g->c < PTL_WINO_DOT_MAX_WEIGHTS;
     long cr = (g->dot ? DOT_CHUNK_TILES : WINO_CHUNK_TILES) / g->tw;
     if (cr < 1)
         cr = 1;

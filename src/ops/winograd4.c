@@ -40,9 +40,9 @@
 
 /* F(4x4, 3x3) from output planes of this many pixels on: 16x8 gained, 8x4 lost (see above).
  * Its d_weight only from W4_WEIGHT_MIN_PIXELS: against F(2x2, 3x3)'s, on Zen 4 (2 threads,
- * docs/performance.md), 64 -> 64 at 64x32 and 64 -> 256 at 64x32 ran 1.2-1.4x faster, 128 ->
- * 128 at 32x16 alike, 64 -> 64 at 32x16 and 128 -> 128 at 16x8 slower (0.9x, 0.8x): on short
- * tile rows its transforms' per-row work dominates. */
+ * docs/performance.md), 64 -> 64 at 64x32 and 64 -> 256 at 64x32 ran 1.18-1.44x as fast,
+ * 128 -> 128 at 32x16 alike, 64 -> 64 at 32x16 and 128 -> 128 at 16x8 slower (0.87-0.99x,
+ * 0.74-0.81x): on short tile rows its transforms' per-row work dominates. */
 #define W4_MIN_PIXELS 128
 #define W4_WEIGHT_MIN_PIXELS 2048
 #define T36 36
@@ -436,11 +436,18 @@ static void fused_conv(float *y, const float *x, const float *up, const float *b
     }
 }
 
+/* Fork only when there is enough work to pay for the threads: winograd.c's bound, counted in
+ * its 2x2 tiles (16 outputs per 4x4 tile, a quarter as many tiles). */
+static int parallel_worth(const struct w4 *g)
+{
+    return (size_t)g->ntiles * 4 * g->c * g->m >= (size_t)PTL_OMP_MIN_ELEMENTS;
+}
+
+/* Threads of a fused pass: at most the block buffers the workspace holds. */
 static int pass_threads(const struct w4 *g)
 {
     int t = omp_get_max_threads();
-    int worth = (size_t)g->ntiles * 16 * g->c * g->m >= 4 * (size_t)PTL_OMP_MIN_ELEMENTS;
-    return worth ? (t < g->slots ? t : g->slots) : 1;
+    return parallel_worth(g) ? (t < g->slots ? t : g->slots) : 1;
 }
 
 /* The forward (y = conv(x) + bias) or, turned, backward data (y += conv(x) with the kernel
@@ -476,18 +483,26 @@ int ptl__winograd4_backward_data(float *d_in, const float *d_out, const float *w
 
 /* ---- weight gradient: chunks of tile rows ---- */
 
+/* Channel ch's (H, W) plane, in an (N, cc, H, W) tensor, of the image that holds global tile
+ * row r; *i gets the row's index within that image. */
+static const float *tile_row_plane(const float *t, const struct w4 *g, int cc, int ch, long r,
+                                   int *i)
+{
+    *i = (int)(r % g->th);
+    return t + ((size_t)(r / g->th) * cc + ch) * (size_t)g->h * g->w;
+}
+
 /* v [36][c][rows*tw] = B^T d B of the 6x6 input patches of tile rows r0..r0+rows of x
  * (N, c, H, W). */
 static PTL_SIMD_CLONES void input_tiles(float *v, const float *x, const struct w4 *g, long r0,
                                         int rows)
 {
-    const size_t ld = (size_t)rows * g->tw, xs = (size_t)g->c * ld, plane = (size_t)g->h * g->w;
+    const size_t ld = (size_t)rows * g->tw, xs = (size_t)g->c * ld;
 #pragma omp for collapse(2) schedule(static)
     for (int ch = 0; ch < g->c; ch++) {
         for (int rr = 0; rr < rows; rr++) {
-            const long r = r0 + rr;
-            const int i = (int)(r % g->th);
-            const float *p = x + ((size_t)(r / g->th) * g->c + ch) * plane;
+            int i;
+            const float *p = tile_row_plane(x, g, g->c, ch, r0 + rr, &i);
             float *dst = v + (size_t)ch * ld + (size_t)rr * g->tw;
             for (int j0 = 0; j0 < g->tw; j0 += JB)
                 tile_row_input(dst + j0, xs, p, 4 * i - 1, 4 * j0 - 1,
@@ -513,13 +528,12 @@ static PTL_SIMD_CLONES void input_tiles(float *v, const float *x, const struct w
 static PTL_SIMD_CLONES void dout_tiles(float *w, const float *dy, const struct w4 *g, long r0,
                                        int rows)
 {
-    const size_t ld = (size_t)rows * g->tw, xs = (size_t)g->m * ld, plane = (size_t)g->h * g->w;
+    const size_t ld = (size_t)rows * g->tw, xs = (size_t)g->m * ld;
 #pragma omp for collapse(2) schedule(static)
     for (int ch = 0; ch < g->m; ch++) {
         for (int rr = 0; rr < rows; rr++) {
-            const long r = r0 + rr;
-            const int i = (int)(r % g->th);
-            const float *p = dy + ((size_t)(r / g->th) * g->m + ch) * plane;
+            int i;
+            const float *p = tile_row_plane(dy, g, g->m, ch, r0 + rr, &i);
             float *dst = w + (size_t)ch * ld + (size_t)rr * g->tw;
             for (int j0 = 0; j0 < g->tw; j0 += JB) {
                 const int nj = g->tw - j0 < JB ? g->tw - j0 : JB, ncol = 4 * nj, col0 = 4 * j0;
@@ -590,7 +604,7 @@ int ptl__winograd4_backward_weight(float *d_weight, const float *d_out, const fl
     const long rows = (long)g.n * g.th;
     float *du = align_up(workspace), *x = du + T36 * (size_t)m * c;
     float *y = x + T36 * (size_t)cr * g.tw * c;
-#pragma omp parallel if ((size_t)g.ntiles * 16 * c * m >= 4 * (size_t)PTL_OMP_MIN_ELEMENTS)
+#pragma omp parallel if (parallel_worth(&g))
     {
         for (long r0 = 0; r0 < rows; r0 += cr) {
             const int nr = rows - r0 < cr ? (int)(rows - r0) : cr;
