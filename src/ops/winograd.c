@@ -181,7 +181,9 @@ size_t ptl__winograd_workspace_floats(const struct ptl_conv2d_shape *s)
     wino_make(s, &g);
     size_t fwd = packed_floats(&g, g.m, g.c) + g.slots * block_floats(&g, g.c);
     size_t bwd_data = packed_floats(&g, g.c, g.m) + g.slots * block_floats(&g, g.m);
-    size_t bwd_weight = 16 * (size_t)g.m * g.c + 16 * g.tiles * ((size_t)g.c + g.m);
+    size_t bwd_weight = 16 * (ptl__wino_xi_stride((size_t)g.m * g.c) +
+                              ptl__wino_xi_stride(g.tiles * g.c) +
+                              ptl__wino_xi_stride(g.tiles * g.m));
     size_t f4 = ptl__winograd4_applies(s) ? ptl__winograd4_workspace_floats(s) : 0;
     /* + room to align the start */
     return max_size(f4, max_size(fwd, max_size(bwd_data, bwd_weight)) + ALIGN_FLOATS);
@@ -255,7 +257,7 @@ static PTL_SIMD_CLONES void input_tiles(float *v, const float *x, int cc, const 
                                         long r0, int rows)
 {
     const int h = g->h, w = g->w, tw = g->tw;
-    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld;
+    const size_t ld = (size_t)rows * tw, xs = ptl__wino_xi_stride((size_t)cc * ld);
 #pragma omp for collapse(2) schedule(static)
     for (int ch = 0; ch < cc; ch++) {
         for (int rr = 0; rr < rows; rr++) {
@@ -281,7 +283,7 @@ static PTL_SIMD_CLONES void input_tiles(float *v, const float *x, int cc, const 
 static void dout_tiles(float *v, const float *dy, int cc, const struct wino *g, long r0, int rows)
 {
     const int h = g->h, w = g->w, tw = g->tw;
-    const size_t ld = (size_t)rows * tw, xs = (size_t)cc * ld;
+    const size_t ld = (size_t)rows * tw, xs = ptl__wino_xi_stride((size_t)cc * ld);
 #pragma omp for collapse(2) schedule(static)
     for (int ch = 0; ch < cc; ch++) {
         for (int rr = 0; rr < rows; rr++) {
@@ -411,13 +413,13 @@ static PTL_SIMD_CLONES void pack_weights(float *up, const float *weight, const s
 /* d_weight (m, c, 3, 3) += G^T dU G, the adjoint of kernel_tile, dU [16][m][c]. */
 static void weight_grad(float *d_weight, const float *du, int m, int c)
 {
-    const size_t mc = (size_t)m * c;
+    const size_t mc = (size_t)m * c, xs = ptl__wino_xi_stride(mc);
 #pragma omp for schedule(static)
     for (size_t idx = 0; idx < mc; idx++) {
         float s[3][4]; /* G^T dU */
         for (int b = 0; b < 4; b++) {
-            float d0 = du[(0 + b) * mc + idx], d1 = du[(4 + b) * mc + idx];
-            float d2 = du[(8 + b) * mc + idx], d3 = du[(12 + b) * mc + idx];
+            float d0 = du[(0 + b) * xs + idx], d1 = du[(4 + b) * xs + idx];
+            float d2 = du[(8 + b) * xs + idx], d3 = du[(12 + b) * xs + idx];
             s[0][b] = d0 + 0.5f * (d1 + d2);
             s[1][b] = 0.5f * (d1 - d2);
             s[2][b] = 0.5f * (d1 + d2) + d3;
@@ -717,7 +719,8 @@ static void slice(int n, int parts, int p, int *lo, int *hi)
 void ptl__winograd_weight_products(float *du, const float *dyt, const float *v, int nx, int m,
                                    int c, int t, int add, int dot)
 {
-    const size_t mc = (size_t)m * c;
+    const size_t du_xs = ptl__wino_xi_stride((size_t)m * c);
+    const size_t y_xs = ptl__wino_xi_stride((size_t)m * t), x_xs = ptl__wino_xi_stride((size_t)c * t);
     const int parts = gemm_parts(nx);
 #pragma omp for schedule(static)
     for (int item = 0; item < nx * parts; item++) {
@@ -725,8 +728,8 @@ void ptl__winograd_weight_products(float *du, const float *dyt, const float *v, 
         slice(m, parts, item % parts, &lo, &hi);
         if (hi <= lo)
             continue;
-        float *d = du + xi * mc + (size_t)lo * c;
-        const float *y = dyt + ((size_t)xi * m + lo) * t, *x = v + (size_t)xi * c * t;
+        float *d = du + xi * du_xs + (size_t)lo * c;
+        const float *y = dyt + xi * y_xs + (size_t)lo * t, *x = v + xi * x_xs;
         if (dot)
             dot_gemm(d, y, x, hi - lo, c, t, add);
         else /* shapes from a validated conv: the call cannot fail */
@@ -781,7 +784,8 @@ int ptl__winograd_backward(float *d_in, float *d_weight, const float *d_out, con
         if (rc)
             return rc;
     } else if (d_weight) {
-        float *du = base, *x = du + 16 * (size_t)m * c, *y = x + 16 * g.tiles * c;
+        float *du = base, *x = du + 16 * ptl__wino_xi_stride((size_t)m * c);
+        float *y = x + 16 * ptl__wino_xi_stride(g.tiles * c);
 #pragma omp parallel if (parallel_worth(&g))
         {
             for (long r0 = 0; r0 < g.rows; r0 += g.chunk_rows) {

@@ -33,8 +33,18 @@ size_t ptl__winograd_workspace_floats(const struct ptl_conv2d_shape *s);
 int ptl__winograd_forward(float *out, const float *in, const float *weight, const float *bias,
                           const struct ptl_conv2d_shape *s, float *workspace);
 
+/* Floats from one transform xi to the next in the weight gradient's buffers (dU, and the chunk's
+ * transformed tiles) that hold `floats` per transform: rounded up to whole cache lines, plus
+ * one. The sizes are mostly powers of two (64 x 64, 128 channels x 512 tiles), and 16 or 36
+ * streams a power of two apart fall into one cache set and evict each other (L1 and L2 are
+ * 8-way): the transforms write one value to each and G^T dU G reads one from each. */
+static inline size_t ptl__wino_xi_stride(size_t floats)
+{
+    return (floats + 15) / 16 * 16 + 16;
+}
+
 /* For winograd4.c's weight gradient, which shares the products: du[xi] (m, c) (+)= dyt[xi]
- * (m, t) x v[xi]^T (t, c) for the nx transforms, as row dot products (dot: below
+ * (m, t) x v[xi]^T (t, c) for the nx transforms (each buffer's xi at ptl__wino_xi_stride), as row dot products (dot: below
  * PTL_WINO_DOT_MAX_WEIGHTS = m * c) or single-threaded BLIS GEMMs, shared out among the calling
  * team's threads (an orphaned omp for; call it from every thread of a parallel region). */
 #define PTL_WINO_DOT_MAX_WEIGHTS (128 * 128)

@@ -145,7 +145,8 @@ static int chunk_rows(const struct w4 *g)
 static size_t weight_floats(const struct w4 *g)
 {
     size_t tiles = (size_t)chunk_rows(g) * g->tw;
-    return T36 * ((size_t)g->m * g->c + tiles * ((size_t)g->c + g->m));
+    return T36 * (ptl__wino_xi_stride((size_t)g->m * g->c) + ptl__wino_xi_stride(tiles * g->c) +
+                  ptl__wino_xi_stride(tiles * g->m));
 }
 
 size_t ptl__winograd4_workspace_floats(const struct ptl_conv2d_shape *s)
@@ -497,7 +498,7 @@ static const float *tile_row_plane(const float *t, const struct w4 *g, int cc, i
 static PTL_SIMD_CLONES void input_tiles(float *v, const float *x, const struct w4 *g, long r0,
                                         int rows)
 {
-    const size_t ld = (size_t)rows * g->tw, xs = (size_t)g->c * ld;
+    const size_t ld = (size_t)rows * g->tw, xs = ptl__wino_xi_stride((size_t)g->c * ld);
 #pragma omp for collapse(2) schedule(static)
     for (int ch = 0; ch < g->c; ch++) {
         for (int rr = 0; rr < rows; rr++) {
@@ -528,7 +529,7 @@ static PTL_SIMD_CLONES void input_tiles(float *v, const float *x, const struct w
 static PTL_SIMD_CLONES void dout_tiles(float *w, const float *dy, const struct w4 *g, long r0,
                                        int rows)
 {
-    const size_t ld = (size_t)rows * g->tw, xs = (size_t)g->m * ld;
+    const size_t ld = (size_t)rows * g->tw, xs = ptl__wino_xi_stride((size_t)g->m * ld);
 #pragma omp for collapse(2) schedule(static)
     for (int ch = 0; ch < g->m; ch++) {
         for (int rr = 0; rr < rows; rr++) {
@@ -573,14 +574,14 @@ static PTL_SIMD_CLONES void dout_tiles(float *w, const float *dy, const struct w
  * G^T = [1/4 -1/6 -1/6 1/24 1/24 0; 0 -1/6 1/6 1/12 -1/12 0; 0 -1/6 -1/6 1/6 1/6 1]. */
 static void weight_grad(float *d_weight, const float *du, int m, int c)
 {
-    const size_t mc = (size_t)m * c;
+    const size_t mc = (size_t)m * c, xs = ptl__wino_xi_stride(mc);
 #pragma omp for schedule(static)
     for (size_t idx = 0; idx < mc; idx++) {
         float s[3][6]; /* G^T dU */
         for (int b = 0; b < 6; b++) {
-            const float d0 = du[(0 + b) * mc + idx], d1 = du[(6 + b) * mc + idx];
-            const float d2 = du[(12 + b) * mc + idx], d3 = du[(18 + b) * mc + idx];
-            const float d4 = du[(24 + b) * mc + idx], d5 = du[(30 + b) * mc + idx];
+            const float d0 = du[(0 + b) * xs + idx], d1 = du[(6 + b) * xs + idx];
+            const float d2 = du[(12 + b) * xs + idx], d3 = du[(18 + b) * xs + idx];
+            const float d4 = du[(24 + b) * xs + idx], d5 = du[(30 + b) * xs + idx];
             s[0][b] = d0 / 4.0f - (d1 + d2) / 6.0f + (d3 + d4) / 24.0f;
             s[1][b] = (d2 - d1) / 6.0f + (d3 - d4) / 12.0f;
             s[2][b] = -(d1 + d2) / 6.0f + (d3 + d4) / 6.0f + d5;
@@ -602,8 +603,8 @@ int ptl__winograd4_backward_weight(float *d_weight, const float *d_out, const fl
     w4_make(s, s->c_in, s->c_out, &g);
     const int m = g.m, c = g.c, cr = chunk_rows(&g);
     const long rows = (long)g.n * g.th;
-    float *du = align_up(workspace), *x = du + T36 * (size_t)m * c;
-    float *y = x + T36 * (size_t)cr * g.tw * c;
+    float *du = align_up(workspace), *x = du + T36 * ptl__wino_xi_stride((size_t)m * c);
+    float *y = x + T36 * ptl__wino_xi_stride((size_t)cr * g.tw * c);
 #pragma omp parallel if (parallel_worth(&g))
     {
         for (long r0 = 0; r0 < rows; r0 += cr) {
