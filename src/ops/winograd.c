@@ -164,10 +164,21 @@ static size_t packed_floats(const struct wino *g, int rows, int k)
 
 /* Floats of one thread's block buffer for k input channels: the block's packed V (16 x k x nb)
  * and one slice of results (16 x mb x nb). */
+/* Floats from one transform xi to the next in a block buffer: its tile panels over k channels,
+ * its slice of results (ptl__wino_xi_stride: no power-of-two steps between the 16 streams). */
+static size_t tiles_xs(const struct wino *g, int k)
+{
+    return ptl__wino_xi_stride((size_t)(g->nb / g->lt) * panel_stride(g->lt, k));
+}
+
+static size_t slice_xs(const struct wino *g)
+{
+    return ptl__wino_xi_stride((size_t)g->mb * g->nb);
+}
+
 static size_t block_floats(const struct wino *g, int k)
 {
-    return 16 * (size_t)(g->nb / g->lt) * panel_stride(g->lt, k) +
-           round_up(16 * (size_t)g->mb * g->nb, ALIGN_FLOATS);
+    return 16 * (tiles_xs(g, k) + slice_xs(g));
 }
 
 static size_t max_size(size_t a, size_t b)
@@ -502,8 +513,7 @@ static PTL_SIMD_CLONES void block_input(float *restrict v, const float *restrict
                                         const struct wino *g)
 {
     const int lt = g->lt, used = (nt + lt - 1) / lt;
-    const size_t plane = (size_t)g->h * g->w, ps = panel_stride(lt, k);
-    const size_t xs = (size_t)(g->nb / lt) * ps;
+    const size_t plane = (size_t)g->h * g->w, ps = panel_stride(lt, k), xs = tiles_xs(g, k);
     float st[16][NB_MAX]; /* st[xi][lane] */
     for (int xi = 0; xi < 16; xi++)
         for (int l = nt; l < used * lt; l++)
@@ -535,7 +545,7 @@ static PTL_SIMD_CLONES void block_output(float *restrict y, const float *restric
                                          const struct tile_run *runs, int nruns, int nt,
                                          const struct wino *g)
 {
-    const size_t plane = (size_t)g->h * g->w, xs = (size_t)g->mb * g->nb;
+    const size_t plane = (size_t)g->h * g->w, xs = slice_xs(g);
     const int w = g->w;
     for (int r = 0; r < rows; r++) {
         const float b = bias ? bias[o0 + r] : 0.0f;
@@ -574,8 +584,8 @@ static void fused_conv(float *y, const float *x, const float *up, const float *b
     const struct ptl__ukernel *u = ptl__ukernel();
     const int lt = g->lt, lc = g->lc, nb = g->nb, mb = g->mb;
     const size_t c_ps = panel_stride(lc, k_ch), t_ps = panel_stride(lt, k_ch);
-    const size_t c_xs = (size_t)((m_ch + lc - 1) / lc) * c_ps, t_xs = (size_t)(nb / lt) * t_ps;
-    const size_t y_xs = (size_t)mb * nb;
+    const size_t c_xs = (size_t)((m_ch + lc - 1) / lc) * c_ps, t_xs = tiles_xs(g, k_ch);
+    const size_t y_xs = slice_xs(g);
     const long blocks = (g->ntiles + nb - 1) / nb;
     float *mine = ws + (size_t)omp_get_thread_num() * block_floats(g, k_ch);
     float *v = mine, *mm = mine + 16 * t_xs; /* both 64-byte aligned */

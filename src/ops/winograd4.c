@@ -118,14 +118,26 @@ static size_t packed_floats(const struct w4 *g)
     return T36 * (size_t)((g->m + g->lc - 1) / g->lc) * panel_stride(g->lc, g->c);
 }
 
+/* Floats from one transform xi to the next in a block buffer: its tile panels, its slice of
+ * results (ptl__wino_xi_stride: no power-of-two steps between the 36 streams). */
+static size_t tiles_xs(const struct w4 *g)
+{
+    return ptl__wino_xi_stride((size_t)(g->nb / g->lt) * panel_stride(g->lt, g->c));
+}
+
+static size_t slice_xs(const struct w4 *g)
+{
+    return ptl__wino_xi_stride((size_t)g->mb * g->nb);
+}
+
 static size_t tiles_floats(const struct w4 *g)
 {
-    return round_up(T36 * (size_t)(g->nb / g->lt) * panel_stride(g->lt, g->c), ALIGN_FLOATS);
+    return T36 * tiles_xs(g);
 }
 
 static size_t block_floats(const struct w4 *g)
 {
-    return tiles_floats(g) + round_up(T36 * (size_t)g->mb * g->nb, ALIGN_FLOATS);
+    return tiles_floats(g) + T36 * slice_xs(g);
 }
 
 static size_t pass_floats(const struct w4 *g)
@@ -264,8 +276,7 @@ static PTL_SIMD_CLONES void block_input(float *restrict v, const float *restrict
                                         const struct w4 *g)
 {
     const int lt = g->lt, used = (nt + lt - 1) / lt;
-    const size_t plane = (size_t)g->h * g->w, ps = panel_stride(lt, g->c);
-    const size_t xs = (size_t)(g->nb / lt) * ps;
+    const size_t plane = (size_t)g->h * g->w, ps = panel_stride(lt, g->c), xs = tiles_xs(g);
     float st[T36][NB_MAX]; /* st[xi][lane] */
     for (int xi = 0; xi < T36; xi++)
         for (int l = nt; l < used * lt; l++)
@@ -314,7 +325,7 @@ static PTL_SIMD_CLONES void block_output(float *restrict y, const float *restric
                                          const struct tile_run *runs, int nruns, int nt,
                                          const struct w4 *g)
 {
-    const size_t plane = (size_t)g->h * g->w, xs = (size_t)g->mb * g->nb;
+    const size_t plane = (size_t)g->h * g->w, xs = slice_xs(g);
     for (int r = 0; r < rows; r++) {
         const float b = bias ? bias[o0 + r] : 0.0f;
         const float *q[T36];
@@ -408,8 +419,8 @@ static void fused_conv(float *y, const float *x, const float *up, const float *b
     const struct ptl__ukernel *u = ptl__ukernel();
     const int lt = g->lt, lc = g->lc, nb = g->nb, mb = g->mb;
     const size_t c_ps = panel_stride(lc, g->c), t_ps = panel_stride(lt, g->c);
-    const size_t c_xs = (size_t)((g->m + lc - 1) / lc) * c_ps, t_xs = (size_t)(nb / lt) * t_ps;
-    const size_t y_xs = (size_t)mb * nb;
+    const size_t c_xs = (size_t)((g->m + lc - 1) / lc) * c_ps, t_xs = tiles_xs(g);
+    const size_t y_xs = slice_xs(g);
     const long nblocks = (g->ntiles + nb - 1) / nb;
     float *v = blocks + (size_t)omp_get_thread_num() * block_floats(g), *mm = v + tiles_floats(g);
     struct tile_run runs[NB_MAX];
