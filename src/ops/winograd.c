@@ -45,9 +45,16 @@
 /* Winograd beats im2col from these channel counts and tiles per batch on; below, the transforms
  * and the transformed weights cost more than the 2.25x fewer multiplications save. Measured
  * fwd+bwd, Winograd / im2col time, 1-2 threads: 32x16 planes at 16 channels 0.7-0.85x, at 32
- * 1.0-1.1x, at 64 1.2-1.5x; 512 channels at 64-128 tiles per batch 0.7-1.0x, at 256+ 1.2-1.4x. */
+ * 1.0-1.1x, at 64 1.2-1.5x; 512 channels at 256+ tiles 1.2-1.4x.
+ * With WINO_WIDE_CHANNELS in and out, from WINO_WIDE_MIN_TILES: once the blocks were sized to
+ * give every thread one (wino_make), Zen 4, 2 threads, batch 16 at 8x4 (128 tiles), im2col /
+ * Winograd time per pass: 512 channels 1.2-1.5x (ResNet-50's layer4), 256 1.24-1.38x, 128
+ * 0.98-1.27x, 64 0.92-0.99x; at 64 tiles (batch 32 at 4x2) 512 channels 0.9-1.2x, 256
+ * 0.86-1.48x, 128 0.87-1.09x. */
 #define WINO_MIN_CHANNELS 64
 #define WINO_MIN_TILES 256
+#define WINO_WIDE_CHANNELS 256
+#define WINO_WIDE_MIN_TILES 128
 /* The weight gradient's 16 products dU[xi] = Y[xi] X[xi]^T (K = tiles; winograd4.c's 36 too)
  * run as row dot products (dot_gemm) below PTL_WINO_DOT_MAX_WEIGHTS (winograd.h) = C_in *
  * C_out, through BLIS from there: measured on Zen 5, 2 threads, d_weight of a batch of 32:
@@ -128,21 +135,28 @@ static void wino_make(const struct ptl_conv2d_shape *s, struct wino *g)
     g->lt = g->lc = 1;
     if (usable)
         ptl__ukernel_sides(u, &g->lt, &g->lc);
-    int want = (long)g->m * g->c > WIDE_WEIGHTS ? WIDE_TILES : BLOCK_TILES;
-    g->nb = (want + g->lt - 1) / g->lt * g->lt; /* <= NB_MAX */
-    int rows = SLICE_FLOATS / (16 * g->nb) / g->lc * g->lc;
-    g->mb = rows < g->lc ? g->lc : rows;
     /* Threads never exceed the cores this process may use, so sizing by them now holds. */
     int cap = ptl_threads_available();
     g->slots = cap < SLOTS_MAX ? cap : SLOTS_MAX;
+    /* Blocks are the fused passes' unit of parallel work: no wider than a thread's share of
+     * the tiles (one block of 128 tiles left ResNet-50's layer4 at 8x4, batch 16, on one
+     * thread: forward 15 -> 9-11 ms on two). */
+    long want = (long)g->m * g->c > WIDE_WEIGHTS ? WIDE_TILES : BLOCK_TILES;
+    long share = (g->ntiles + g->slots - 1) / g->slots;
+    want = share < want ? share : want;
+    g->nb = (int)((want + g->lt - 1) / g->lt * g->lt); /* <= NB_MAX */
+    int rows = SLICE_FLOATS / (16 * g->nb) / g->lc * g->lc;
+    g->mb = rows < g->lc ? g->lc : rows;
 }
 
 int ptl__winograd_applies(const struct ptl_conv2d_shape *s)
 {
     long long tiles = (long long)s->n * ((s->h + 1) / 2) * ((s->w + 1) / 2);
+    int wide = s->c_in >= WINO_WIDE_CHANNELS && s->c_out >= WINO_WIDE_CHANNELS;
     return s->kh == 3 && s->kw == 3 && s->stride_h == 1 && s->stride_w == 1 && s->pad_h == 1 &&
            s->pad_w == 1 && s->c_in >= WINO_MIN_CHANNELS && s->c_out >= WINO_MIN_CHANNELS &&
-           tiles >= WINO_MIN_TILES && ukernel_usable(ptl__ukernel());
+           tiles >= (wide ? WINO_WIDE_MIN_TILES : WINO_MIN_TILES) &&
+           ukernel_usable(ptl__ukernel());
 }
 
 static size_t round_up(size_t x, size_t to)
@@ -730,7 +744,8 @@ void ptl__winograd_weight_products(float *du, const float *dyt, const float *v, 
                                    int c, int t, int add, int dot)
 {
     const size_t du_xs = ptl__wino_xi_stride((size_t)m * c);
-    const size_t y_xs = ptl__wino_xi_stride((size_t)m * t), x_xs = ptl__wino_xi_stride((size_t)c * t);
+    const size_t y_xs = ptl__wino_xi_stride((size_t)m * t);
+    const size_t x_xs = ptl__wino_xi_stride((size_t)c * t);
     const int parts = gemm_parts(nx);
 #pragma omp for schedule(static)
     for (int item = 0; item < nx * parts; item++) {

@@ -44,9 +44,10 @@ static inline size_t ptl__wino_xi_stride(size_t floats)
 }
 
 /* For winograd4.c's weight gradient, which shares the products: du[xi] (m, c) (+)= dyt[xi]
- * (m, t) x v[xi]^T (t, c) for the nx transforms (each buffer's xi at ptl__wino_xi_stride), as row dot products (dot: below
- * PTL_WINO_DOT_MAX_WEIGHTS = m * c) or single-threaded BLIS GEMMs, shared out among the calling
- * team's threads (an orphaned omp for; call it from every thread of a parallel region). */
+ * (m, t) x v[xi]^T (t, c) for the nx transforms (each buffer's xi at ptl__wino_xi_stride), as
+ * row dot products (dot: below PTL_WINO_DOT_MAX_WEIGHTS = m * c) or single-threaded BLIS GEMMs,
+ * shared out among the calling team's threads (an orphaned omp for; call it from every thread
+ * of a parallel region). */
 #define PTL_WINO_DOT_MAX_WEIGHTS (128 * 128)
 void ptl__winograd_weight_products(float *du, const float *dyt, const float *v, int nx, int m,
                                    int c, int t, int add, int dot);

@@ -660,6 +660,13 @@ Test(winograd, conv2d_path_two_threads)
     check_wino(SHAPE(3, 64, 17, 19, 64, 3, 3, 1, 1, 1, 1), 1, 0, 12);
 }
 
+/* few tiles (128) with wide weights: each of two threads gets a block of half the tiles */
+Test(winograd, conv2d_path_few_tiles_wide_weights)
+{
+    cr_assert_eq(ptl_threads_set(2), 0);
+    check_wino(SHAPE(8, 272, 8, 8, 256, 3, 3, 1, 1, 1, 1), 0, 0, 12);
+}
+
 Test(winograd, conv2d_path_accumulates_and_null_gradients)
 {
     check_accumulates(SHAPE(2, 64, 23, 21, 64, 3, 3, 1, 1, 1, 1));
@@ -676,6 +683,14 @@ Test(winograd, small_shapes_keep_im2col)
     cr_assert(!ptl__winograd_applies(&few_tiles));
     cr_assert(!ptl__winograd_applies(&stride2));
     cr_assert(ptl__winograd_applies(&resnet_layer1));
+    /* from 128 tiles with 256 channels in and out (ResNet-50's layer4 at 256x128, batch 16),
+     * from 256 with fewer */
+    struct ptl_conv2d_shape resnet50_layer4 = SHAPE(16, 512, 8, 4, 512, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape narrow_128_tiles = SHAPE(16, 256, 8, 4, 255, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape wide_64_tiles = SHAPE(32, 512, 4, 2, 512, 3, 3, 1, 1, 1, 1);
+    cr_assert(ptl__winograd_applies(&resnet50_layer4));
+    cr_assert(!ptl__winograd_applies(&narrow_128_tiles));
+    cr_assert(!ptl__winograd_applies(&wide_64_tiles));
 }
 
 Test(conv2d, workspace_is_bounded_by_the_chunk_not_the_batch)
