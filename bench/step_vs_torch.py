@@ -10,7 +10,9 @@ branch costs each framework relative to its backbone (time ptl-X / time X).
 
 With --rounds R the whole set runs R times, ptl and PyTorch alternating arch by arch, and the
 table gives medians over the rounds, with the range of the per-round ratios: on a shared
-machine one round can be off by 25%.
+machine one round can be off by 25%. It also gives the ratio of the two frameworks' fastest
+rounds (`best`): the host's slow spells only ever add time, and they hit the two at different
+moments, so the fastest round of each is the closest to its undisturbed speed.
 
 PyTorch's CPU allocator takes fresh pages from the OS for its large tensors every step (glibc
 maps blocks above its mmap threshold and unmaps them on free): 22,000-30,000 minor page faults
@@ -131,15 +133,18 @@ def main():
             faults[arch].append(f_torch)
     med = statistics.median
     ratio_col = "ptl/PyTorch" + (" (range)" if a.rounds > 1 else "")
+    best_col = f"{'best':>8}" if a.rounds > 1 else ""
     print(f"{'arch':<16}{'input':>12}{'batch':>6}{'ptl':>10}{'PyTorch':>10}  {ratio_col:<20}"
-          f"{'PyTorch faults/step':>20}")
+          f"{best_col}{'PyTorch faults/step':>20}")
     for arch, shape, batch in cases:
         runs = times[arch]
         ratios = [t / o for o, t in runs]
         spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if a.rounds > 1 else ""
+        best = min(t for _, t in runs) / min(o for o, _ in runs)
+        best_cell = f"{f'{best:.2f}x':>8}" if a.rounds > 1 else ""
         print(f"{arch:<16}{'x'.join(map(str, shape)):>12}{batch:>6}"
               f"{batch / med([o for o, _ in runs]):>10.2f}{batch / med([t for _, t in runs]):>10.2f}"
-              f"  {f'{med(ratios):.2f}x{spread}':<20}{med(faults[arch]):>20.0f}")
+              f"  {f'{med(ratios):.2f}x{spread}':<20}{best_cell}{med(faults[arch]):>20.0f}")
     print("\nPTL branch cost (step time of ptl-X / X" +
           (", median of the rounds" if a.rounds > 1 else "") + "):")
     for backbone, *_ in CASES:
