@@ -48,7 +48,7 @@
  * 1.0-1.1x, at 64 1.2-1.5x; 512 channels at 256+ tiles 1.2-1.4x.
  * With WINO_WIDE_CHANNELS in and out, from WINO_WIDE_MIN_TILES: once the blocks were sized to
  * give every thread one (wino_make), Zen 4, 2 threads, batch 16 at 8x4 (128 tiles), im2col /
- * Winograd time per pass: 512 channels 1.2-1.5x (ResNet-50's layer4), 256 1.24-1.38x, 128
+ * Winograd time per pass: 512 channels 1.1-1.7x (ResNet-50's layer4), 256 1.24-1.38x, 128
  * 0.98-1.27x, 64 0.92-0.99x; at 64 tiles (batch 32 at 4x2) 512 channels 0.9-1.2x, 256
  * 0.86-1.48x, 128 0.87-1.09x. */
 #define WINO_MIN_CHANNELS 64
