@@ -176,8 +176,6 @@ static size_t packed_floats(const struct wino *g, int rows, int k)
     return 16 * (size_t)((rows + g->lc - 1) / g->lc) * panel_stride(g->lc, k);
 }
 
-/* Floats of one thread's block buffer for k input channels: the block's packed V (16 x k x nb)
- * and one slice of results (16 x mb x nb). */
 /* Floats from one transform xi to the next in a block buffer: its tile panels over k channels,
  * its slice of results (ptl__wino_xi_stride: no power-of-two steps between the 16 streams). */
 static size_t tiles_xs(const struct wino *g, int k)
@@ -190,6 +188,8 @@ static size_t slice_xs(const struct wino *g)
     return ptl__wino_xi_stride((size_t)g->mb * g->nb);
 }
 
+/* Floats of one thread's block buffer for k input channels: the block's packed V (16 x k x nb)
+ * and one slice of results (16 x mb x nb). */
 static size_t block_floats(const struct wino *g, int k)
 {
     return 16 * (tiles_xs(g, k) + slice_xs(g));

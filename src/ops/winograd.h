@@ -33,11 +33,13 @@ size_t ptl__winograd_workspace_floats(const struct ptl_conv2d_shape *s);
 int ptl__winograd_forward(float *out, const float *in, const float *weight, const float *bias,
                           const struct ptl_conv2d_shape *s, float *workspace);
 
-/* Floats from one transform xi to the next in the weight gradient's buffers (dU, and the chunk's
- * transformed tiles) that hold `floats` per transform: rounded up to whole cache lines, plus
- * one. The sizes are mostly powers of two (64 x 64, 128 channels x 512 tiles), and 16 or 36
- * streams a power of two apart fall into one cache set and evict each other (L1 and L2 are
- * 8-way): the transforms write one value to each and G^T dU G reads one from each. */
+/* Floats from one transform xi to the next in a buffer that holds one matrix of `floats` per
+ * transform (the weight gradient's dU and transformed tiles, the fused blocks' tile panels and
+ * result slices, in winograd.c and winograd4.c): rounded up to whole cache lines, plus one.
+ * The sizes are mostly powers of two (64 x 64, 128 channels x 512 tiles), and 16 or 36 streams
+ * a power of two apart fall into one cache set and evict each other (8-way L1 and L2 on the
+ * Zen 4 measured): the transforms write one value to each, G^T dU G and the output transform
+ * read one from each (docs/performance.md). */
 static inline size_t ptl__wino_xi_stride(size_t floats)
 {
     return (floats + 15) / 16 * 16 + 16;
