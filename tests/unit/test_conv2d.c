@@ -672,7 +672,7 @@ Test(winograd, conv2d_path_accumulates_and_null_gradients)
     check_accumulates(SHAPE(2, 64, 23, 21, 64, 3, 3, 1, 1, 1, 1));
 }
 
-/* Below the thresholds 3x3/1/1 convs keep im2col. */
+/* The Winograd thresholds: below them 3x3/1/1 convs keep im2col, from them on they take it. */
 Test(winograd, small_shapes_keep_im2col)
 {
     struct ptl_conv2d_shape few_channels = SHAPE(32, 32, 32, 16, 32, 3, 3, 1, 1, 1, 1);
