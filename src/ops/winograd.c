@@ -50,11 +50,17 @@
  * give every thread one (wino_make), Zen 4, 2 threads, batch 16 at 8x4 (128 tiles), im2col /
  * Winograd time per pass: 512 channels 1.1-1.7x (ResNet-50's layer4), 256 1.24-1.38x, 128
  * 0.98-1.27x, 64 0.92-0.99x; at 64 tiles (batch 32 at 4x2) 512 channels 0.9-1.2x, 256
- * 0.86-1.48x, 128 0.87-1.09x. */
+ * 0.86-1.48x, 128 0.87-1.09x.
+ * With WINO_FEW_WEIGHTS (C_in x C_out) from WINO_FEW_MIN_TILES: once few tiles shared one
+ * block (fused_few), the same, fwd+bwd, im2col / Winograd time: 512 -> 512 at 64 tiles
+ * 1.28x (ResNet-18's layer4 at 128x64, batch 32; 1.35x on one thread), at 32 tiles 1.05x;
+ * 256 -> 512 at 64 tiles 1.0-1.08x, 256 -> 256 0.98-1.02x (so not those). */
 #define WINO_MIN_CHANNELS 64
 #define WINO_MIN_TILES 256
 #define WINO_WIDE_CHANNELS 256
 #define WINO_WIDE_MIN_TILES 128
+#define WINO_FEW_WEIGHTS (512 * 512)
+#define WINO_FEW_MIN_TILES 32
 /* The weight gradient's 16 products dU[xi] = Y[xi] X[xi]^T (K = tiles; winograd4.c's 36 too)
  * run as row dot products (dot_gemm) below PTL_WINO_DOT_MAX_WEIGHTS (winograd.h) = C_in *
  * C_out, through BLIS from there: measured on Zen 5, 2 threads, d_weight of a batch of 32:
@@ -82,10 +88,19 @@
  * per block, 103 at 128 (2 threads). */
 #define WIDE_WEIGHTS (256 * 256)
 #define WIDE_TILES 128
+/* Few tiles with large weights (above WIDE_WEIGHTS): at most FEW_MAX_TILES tiles in the batch
+ * make one block that all threads share (fused_few), each thread taking slices of output
+ * channels and transforming the weights of its slice itself (16 x mb x K floats, about
+ * FEW_SLICE_FLOATS: stays in L2) instead of the whole call's transformed weights going through
+ * memory first (16 MB at 512 -> 512 channels, for 64 tiles' worth of products). */
+#define FEW_MAX_TILES 128
+#define FEW_SLICE_FLOATS (16 * 24 * 512)
+#define FEW_INPUT_CHANNELS 16
 /* Largest micro-kernel block the fused driver takes, and so the most tiles in a block (its
  * per-tile arrays are on the stack). */
 #define UK_MAX 64
 #define NB_MAX (WIDE_TILES + UK_MAX)
+_Static_assert(FEW_MAX_TILES + UK_MAX <= NB_MAX, "a shared block must fit the per-tile arrays");
 /* Most threads the workspace has block buffers for (bounded by the cores anyway). */
 #define SLOTS_MAX 16
 #define ALIGN_FLOATS 16 /* 64 bytes */
@@ -104,6 +119,7 @@ struct wino {
                         * channel micro-panel (ptl__ukernel_sides) */
     int nb, mb;        /* fused block: tiles (whole tile panels), output channels per slice */
     int slots;         /* block buffers in the workspace */
+    int few;           /* one block of all the batch's tiles, threads taking slices (fused_few) */
 };
 
 static int ukernel_usable(const struct ptl__ukernel *u)
@@ -147,16 +163,32 @@ static void wino_make(const struct ptl_conv2d_shape *s, struct wino *g)
     g->nb = (int)((want + g->lt - 1) / g->lt * g->lt); /* <= NB_MAX */
     int rows = SLICE_FLOATS / (16 * g->nb) / g->lc * g->lc;
     g->mb = rows < g->lc ? g->lc : rows;
+    g->few = (long)g->m * g->c > WIDE_WEIGHTS && g->ntiles <= FEW_MAX_TILES;
+    if (g->few) {
+        int k = g->c > g->m ? g->c : g->m;
+        g->nb = (int)((g->ntiles + g->lt - 1) / g->lt * g->lt);
+        rows = FEW_SLICE_FLOATS / (16 * k) / g->lc * g->lc;
+        g->mb = rows < g->lc ? g->lc : rows;
+    }
 }
 
 int ptl__winograd_applies(const struct ptl_conv2d_shape *s)
 {
     long long tiles = (long long)s->n * ((s->h + 1) / 2) * ((s->w + 1) / 2);
     int wide = s->c_in >= WINO_WIDE_CHANNELS && s->c_out >= WINO_WIDE_CHANNELS;
+    long long min_tiles = (long long)s->c_in * s->c_out >= WINO_FEW_WEIGHTS ? WINO_FEW_MIN_TILES
+                          : wide                                            ? WINO_WIDE_MIN_TILES
+                                                                            : WINO_MIN_TILES;
     return s->kh == 3 && s->kw == 3 && s->stride_h == 1 && s->stride_w == 1 && s->pad_h == 1 &&
            s->pad_w == 1 && s->c_in >= WINO_MIN_CHANNELS && s->c_out >= WINO_MIN_CHANNELS &&
-           tiles >= (wide ? WINO_WIDE_MIN_TILES : WINO_MIN_TILES) &&
-           ukernel_usable(ptl__ukernel());
+           tiles >= min_tiles && ukernel_usable(ptl__ukernel());
+}
+
+int ptl__winograd_few_tiles(const struct ptl_conv2d_shape *s)
+{
+    struct wino g;
+    wino_make(s, &g);
+    return g.few;
 }
 
 static size_t round_up(size_t x, size_t to)
@@ -195,6 +227,20 @@ static size_t block_floats(const struct wino *g, int k)
     return 16 * (tiles_xs(g, k) + slice_xs(g));
 }
 
+/* fused_few: floats from one transform to the next in a slice's transformed weights (mb
+ * channels, K = k). */
+static size_t few_weight_xs(const struct wino *g, int k)
+{
+    return ptl__wino_xi_stride((size_t)(g->mb / g->lc) * panel_stride(g->lc, k));
+}
+
+/* fused_few's workspace for k input channels: the shared block's V, then per thread a slice's
+ * transformed weights and results. */
+static size_t few_floats(const struct wino *g, int k)
+{
+    return 16 * tiles_xs(g, k) + g->slots * 16 * (few_weight_xs(g, k) + slice_xs(g));
+}
+
 static size_t max_size(size_t a, size_t b)
 {
     return a > b ? a : b;
@@ -204,8 +250,10 @@ size_t ptl__winograd_workspace_floats(const struct ptl_conv2d_shape *s)
 {
     struct wino g;
     wino_make(s, &g);
-    size_t fwd = packed_floats(&g, g.m, g.c) + g.slots * block_floats(&g, g.c);
-    size_t bwd_data = packed_floats(&g, g.c, g.m) + g.slots * block_floats(&g, g.m);
+    size_t fwd = g.few ? few_floats(&g, g.c)
+                       : packed_floats(&g, g.m, g.c) + g.slots * block_floats(&g, g.c);
+    size_t bwd_data = g.few ? few_floats(&g, g.m)
+                            : packed_floats(&g, g.c, g.m) + g.slots * block_floats(&g, g.m);
     size_t bwd_weight = 16 * (ptl__wino_xi_stride((size_t)g.m * g.c) +
                               ptl__wino_xi_stride(g.tiles * g.c) +
                               ptl__wino_xi_stride(g.tiles * g.m));
@@ -396,43 +444,66 @@ static inline __attribute__((always_inline)) void kernel_tile(float *u, size_t s
     g_row(u + 12 * stride, stride, g20, g21, g22);
 }
 
-/* up = the 16 transformed weight matrices as channel micro-panels of lc lanes, element
- * (channel j, k) at panel[k * lc + j] (the micro-kernel's packed A layout for a row-preferring
- * kernel, B's for a column-preferring one): forward, U[xi] (C_out channels, K = C_in); turned
- * (backward data), the 180-degree turned kernel transposed, U[turn xi]^T (C_in channels,
- * K = C_out). Lanes past the last channel are zero. Written in that order, one panel column
+/* The 16 transformed weight matrices as channel micro-panels of lc lanes, element (channel j,
+ * k) at panel[k * lc + j] (the micro-kernel's packed A layout for a row-preferring kernel, B's
+ * for a column-preferring one): forward, U[xi] (C_out channels, K = C_in); turned (backward
+ * data), the 180-degree turned kernel transposed, U[turn xi]^T (C_in channels, K = C_out).
+ * Lanes past the last channel are zero. This writes column k = col of panel pn, into up (the
+ * panel's start in transform 0; xs floats from one transform to the next): one panel column
  * (all lanes of one k) at a time, so each of the 16 stores is a contiguous run of lanes (a loop
  * over kernels scattered 16 single floats per kernel: 3.5% of a resnet18 step). */
-static PTL_SIMD_CLONES void pack_weights(float *up, const float *weight, const struct wino *g,
-                                         int turned)
+static inline __attribute__((always_inline)) void pack_panel_col(float *up, size_t xs,
+                                                                  const float *weight,
+                                                                  const struct wino *g,
+                                                                  int turned, int pn, int col)
 {
     /* G J = P G with P swapping rows 0 and 3, so the turned kernel's U'[a][b] = U[p(a)][p(b)],
      * p = (3 1 2 0); the permutation is its own inverse. */
     static const int turn[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
+    const int lanes = g->lc, rows = turned ? g->c : g->m;
+    /* weight (m, c, 3, 3): the kernel of (row, col) and the step from one lane to the next */
+    const size_t row_step = turned ? 9 : (size_t)g->c * 9, col_step = turned ? (size_t)g->c * 9 : 9;
+    const int row0 = pn * lanes, full = rows - row0 < lanes ? rows - row0 : lanes;
+    const float *src = weight + (size_t)row0 * row_step + (size_t)col * col_step;
+    float u[16][UK_MAX];
+#pragma omp simd
+    for (int j = 0; j < full; j++)
+        kernel_tile(&u[0][j], UK_MAX, src + (size_t)j * row_step);
+    for (int xi = 0; xi < 16; xi++) {
+        float *dst = up + (size_t)(turned ? turn[xi] : xi) * xs + (size_t)col * lanes;
+        int j = 0;
+        for (; j < full; j++)
+            dst[j] = u[xi][j];
+        for (; j < lanes; j++)
+            dst[j] = 0.0f;
+    }
+}
+
+/* All panels, shared among the team's threads. */
+static PTL_SIMD_CLONES void pack_weights(float *up, const float *weight, const struct wino *g,
+                                         int turned)
+{
     const int lanes = g->lc, rows = turned ? g->c : g->m, k = turned ? g->m : g->c;
     const size_t ps = panel_stride(lanes, k), panels = (size_t)(rows + lanes - 1) / lanes;
     const size_t xs = panels * ps;
-    /* weight (m, c, 3, 3): the kernel of (row, col) and the step from one lane to the next */
-    const size_t row_step = turned ? 9 : (size_t)g->c * 9, col_step = turned ? (size_t)g->c * 9 : 9;
     const long items = (long)panels * k;
 #pragma omp for schedule(static)
     for (long it = 0; it < items; it++) {
-        const int pn = (int)(it / k), col = (int)(it % k), row0 = pn * lanes;
-        const int full = rows - row0 < lanes ? rows - row0 : lanes;
-        const float *src = weight + (size_t)row0 * row_step + (size_t)col * col_step;
-        float u[16][UK_MAX];
-#pragma omp simd
-        for (int j = 0; j < full; j++)
-            kernel_tile(&u[0][j], UK_MAX, src + (size_t)j * row_step);
-        for (int xi = 0; xi < 16; xi++) {
-            float *dst = up + (size_t)(turned ? turn[xi] : xi) * xs + pn * ps + (size_t)col * lanes;
-            int j = 0;
-            for (; j < full; j++)
-                dst[j] = u[xi][j];
-            for (; j < lanes; j++)
-                dst[j] = 0.0f;
-        }
+        const int pn = (int)(it / k), col = (int)(it % k);
+        pack_panel_col(up + pn * ps, xs, weight, g, turned, pn, col);
     }
+}
+
+/* Panels pn0..pn0+np on the calling thread alone, into up (panel pn0 first, xs floats from one
+ * transform to the next): the weights of one slice of output channels. */
+static PTL_SIMD_CLONES void pack_slice(float *up, size_t xs, const float *weight,
+                                       const struct wino *g, int turned, int pn0, int np)
+{
+    const int lanes = g->lc, k = turned ? g->m : g->c;
+    const size_t ps = panel_stride(lanes, k);
+    for (int pn = 0; pn < np; pn++)
+        for (int col = 0; col < k; col++)
+            pack_panel_col(up + pn * ps, xs, weight, g, turned, pn0 + pn, col);
 }
 
 /* d_weight (m, c, 3, 3) += G^T dU G, the adjoint of kernel_tile, dU [16][m][c]. */
@@ -524,7 +595,7 @@ static inline __attribute__((always_inline)) void store_pairs(float *restrict ro
  * tiles are transformed run by run into st, then copied out panel by panel. */
 static PTL_SIMD_CLONES void block_input(float *restrict v, const float *restrict x,
                                         const struct tile_run *runs, int nruns, int nt, int k,
-                                        const struct wino *g)
+                                        int ch0, int ch1, const struct wino *g)
 {
     const int lt = g->lt, used = (nt + lt - 1) / lt;
     const size_t plane = (size_t)g->h * g->w, ps = panel_stride(lt, k), xs = tiles_xs(g, k);
@@ -532,7 +603,7 @@ static PTL_SIMD_CLONES void block_input(float *restrict v, const float *restrict
     for (int xi = 0; xi < 16; xi++)
         for (int l = nt; l < used * lt; l++)
             st[xi][l] = 0.0f;
-    for (int ch = 0; ch < k; ch++) {
+    for (int ch = ch0; ch < ch1; ch++) {
         for (int r = 0; r < nruns; r++) {
             const struct tile_run *u = &runs[r];
             const float *p = x + u->in + ch * plane;
@@ -609,7 +680,7 @@ static void fused_conv(float *y, const float *x, const float *up, const float *b
         const long t0 = blk * nb;
         const int nt = g->ntiles - t0 < nb ? (int)(g->ntiles - t0) : nb;
         const int nruns = tile_runs(runs, t0, nt, g, k_ch, m_ch);
-        block_input(v, x, runs, nruns, nt, k_ch, g);
+        block_input(v, x, runs, nruns, nt, k_ch, 0, k_ch, g);
         const int used = (nt + lt - 1) / lt; /* tile panels with tiles in them */
         for (int o0 = 0; o0 < m_ch; o0 += mb) {
             const int rows = m_ch - o0 < mb ? m_ch - o0 : mb;
@@ -626,6 +697,48 @@ static void fused_conv(float *y, const float *x, const float *up, const float *b
             }
             block_output(y, mm, bias, accumulate, o0, rows, runs, nruns, nt, g);
         }
+    }
+}
+
+/* fused_conv for few tiles (g->few): the batch's tiles are one block, whose V the threads
+ * transform together, channel by channel; then each thread takes slices of mb output channels,
+ * packs the slice's transformed weights (the kernel turned for backward data) and runs its
+ * products and output transform. ws: few_floats(). */
+static void fused_few(float *y, const float *x, const float *weight, const float *bias,
+                      int accumulate, int turned, int k_ch, int m_ch, const struct wino *g,
+                      float *ws)
+{
+    const struct ptl__ukernel *u = ptl__ukernel();
+    const int lt = g->lt, lc = g->lc, nb = g->nb, mb = g->mb, nt = (int)g->ntiles;
+    const size_t c_ps = panel_stride(lc, k_ch), t_ps = panel_stride(lt, k_ch);
+    const size_t t_xs = tiles_xs(g, k_ch), u_xs = few_weight_xs(g, k_ch), y_xs = slice_xs(g);
+    float *v = ws;
+    float *up = ws + 16 * t_xs + (size_t)omp_get_thread_num() * 16 * (u_xs + y_xs);
+    float *mm = up + 16 * u_xs;
+    struct tile_run runs[NB_MAX];
+    const int nruns = tile_runs(runs, 0, nt, g, k_ch, m_ch);
+    const int used = (nt + lt - 1) / lt; /* tile panels with tiles in them */
+#pragma omp for schedule(static)
+    for (int ch = 0; ch < k_ch; ch += FEW_INPUT_CHANNELS)
+        block_input(v, x, runs, nruns, nt, k_ch, ch,
+                    k_ch - ch < FEW_INPUT_CHANNELS ? k_ch : ch + FEW_INPUT_CHANNELS, g);
+    const int slices = (m_ch + mb - 1) / mb;
+#pragma omp for schedule(dynamic, 1)
+    for (int sl = 0; sl < slices; sl++) {
+        const int o0 = sl * mb, rows = m_ch - o0 < mb ? m_ch - o0 : mb;
+        const int panels = (rows + lc - 1) / lc;
+        pack_slice(up, u_xs, weight, g, turned, o0 / lc, panels);
+        for (int xi = 0; xi < 16; xi++) {
+            const float *cp = up + xi * u_xs;
+            for (int pc = 0; pc < panels; pc++, cp += c_ps) {
+                const float *tp = v + xi * t_xs;
+                for (int pt = 0; pt < used; pt++, tp += t_ps) {
+                    float *c = mm + xi * y_xs + (size_t)(pc * lc) * nb + pt * lt;
+                    ptl__ukernel_run_sides(u, k_ch, tp, cp, 0.0f, c, nb, tp + t_ps, cp);
+                }
+            }
+        }
+        block_output(y, mm, bias, accumulate, o0, rows, runs, nruns, nt, g);
     }
 }
 
@@ -789,8 +902,12 @@ int ptl__winograd_forward(float *out, const float *in, const float *weight, cons
     float *up = align_up(workspace), *blocks = up + packed_floats(&g, g.m, g.c);
 #pragma omp parallel num_threads(fused_threads(&g))
     {
-        pack_weights(up, weight, &g, 0);
-        fused_conv(out, in, up, bias, 0, g.c, g.m, &g, blocks);
+        if (g.few) {
+            fused_few(out, in, weight, bias, 0, 0, g.c, g.m, &g, up);
+        } else {
+            pack_weights(up, weight, &g, 0);
+            fused_conv(out, in, up, bias, 0, g.c, g.m, &g, blocks);
+        }
     }
     return PTL_OK;
 }
@@ -831,8 +948,12 @@ int ptl__winograd_backward(float *d_in, float *d_weight, const float *d_out, con
         float *up = base, *blocks = up + packed_floats(&g, c, m);
 #pragma omp parallel num_threads(fused_threads(&g))
         {
-            pack_weights(up, weight, &g, 1);
-            fused_conv(d_in, d_out, up, NULL, 1, m, c, &g, blocks);
+            if (g.few) {
+                fused_few(d_in, d_out, weight, NULL, 1, 1, m, c, &g, up);
+            } else {
+                pack_weights(up, weight, &g, 1);
+                fused_conv(d_in, d_out, up, NULL, 1, m, c, &g, blocks);
+            }
         }
     }
     return PTL_OK;

@@ -23,6 +23,10 @@
  * micro-kernel the fused blocks can drive. */
 int ptl__winograd_applies(const struct ptl_conv2d_shape *s);
 
+/* 1 when the forward and backward data of this shape run as one block of all the batch's tiles
+ * shared by the threads (few tiles, large weights: winograd.c's fused_few). */
+int ptl__winograd_few_tiles(const struct ptl_conv2d_shape *s);
+
 /* Floats of scratch for forward and backward: the transformed weights (or their gradient) plus
  * one block buffer per thread, or one chunk of transformed tiles. Does not grow with the batch;
  * sized for as many threads as this process may use cores. */

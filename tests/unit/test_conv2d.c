@@ -577,6 +577,20 @@ Test(winograd, kernel_wide_blocks)
     check_wino(SHAPE(2, 257, 5, 7, 259, 3, 3, 1, 1, 1, 1), 0, 1, 24);
 }
 
+/* few tiles with large weights share one block (fused_few), on one thread and on two: 36 tiles
+ * (a partial tile panel on every kernel), input channels in transform chunks with a short last
+ * one (263 = 16 * 16 + 7), output channels in slices with a partial last slice and channel
+ * panel, odd plane sizes (tiles cut at both edges), bias; d_in runs it with 263 outputs. */
+Test(winograd, kernel_few_tiles_share_one_block)
+{
+    struct ptl_conv2d_shape s = SHAPE(3, 263, 5, 7, 261, 3, 3, 1, 1, 1, 1);
+    cr_assert(ptl__winograd_few_tiles(&s));
+    cr_assert_eq(ptl_threads_set(1), 0);
+    check_wino(s, 1, 1, 24);
+    cr_assert_eq(ptl_threads_set(2), 0);
+    check_wino(s, 1, 1, 24);
+}
+
 /* planes smaller than one tile, and a single row / column */
 Test(winograd, kernel_tiny_planes)
 {
@@ -660,11 +674,22 @@ Test(winograd, conv2d_path_two_threads)
     check_wino(SHAPE(3, 64, 17, 19, 64, 3, 3, 1, 1, 1, 1), 1, 0, 12);
 }
 
-/* few tiles (128) with wide weights: each of two threads gets a block of half the tiles */
+/* few tiles (128) with wide weights: two threads share one block of all the tiles */
 Test(winograd, conv2d_path_few_tiles_wide_weights)
 {
+    struct ptl_conv2d_shape s = SHAPE(8, 272, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+    cr_assert(ptl__winograd_few_tiles(&s));
     cr_assert_eq(ptl_threads_set(2), 0);
-    check_wino(SHAPE(8, 272, 8, 8, 256, 3, 3, 1, 1, 1, 1), 0, 0, 12);
+    check_wino(s, 0, 0, 12);
+}
+
+/* more tiles, or smaller weights, keep blocks of tiles per thread */
+Test(winograd, few_tiles_only_with_large_weights)
+{
+    struct ptl_conv2d_shape many_tiles = SHAPE(9, 272, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape small_weights = SHAPE(8, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+    cr_assert(!ptl__winograd_few_tiles(&many_tiles));
+    cr_assert(!ptl__winograd_few_tiles(&small_weights));
 }
 
 Test(winograd, conv2d_path_accumulates_and_null_gradients)
@@ -687,10 +712,17 @@ Test(winograd, small_shapes_keep_im2col)
      * from 256 with fewer */
     struct ptl_conv2d_shape resnet50_layer4 = SHAPE(16, 512, 8, 4, 512, 3, 3, 1, 1, 1, 1);
     struct ptl_conv2d_shape narrow_128_tiles = SHAPE(16, 256, 8, 4, 255, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape wide_64_tiles = SHAPE(32, 512, 4, 2, 512, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape wide_64_tiles = SHAPE(32, 256, 4, 2, 512, 3, 3, 1, 1, 1, 1);
     cr_assert(ptl__winograd_applies(&resnet50_layer4));
     cr_assert(!ptl__winograd_applies(&narrow_128_tiles));
     cr_assert(!ptl__winograd_applies(&wide_64_tiles));
+    /* from 32 tiles with 512 x 512 channels (ResNet-18's layer4 at 128x64 from batch 16) */
+    struct ptl_conv2d_shape resnet18_layer4 = SHAPE(16, 512, 4, 2, 512, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape tiles_16 = SHAPE(8, 512, 4, 2, 512, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape weights_511 = SHAPE(16, 511, 4, 2, 512, 3, 3, 1, 1, 1, 1);
+    cr_assert(ptl__winograd_applies(&resnet18_layer4));
+    cr_assert(!ptl__winograd_applies(&tiles_16));
+    cr_assert(!ptl__winograd_applies(&weights_511));
 }
 
 Test(conv2d, workspace_is_bounded_by_the_chunk_not_the_batch)
