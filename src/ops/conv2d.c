@@ -44,7 +44,7 @@
  * (ops/winograd.c: 2.25x fewer multiplications, its own chunked workspace) for the forward and
  * d_in, and for d_weight only with a row-preferring micro-kernel or above TRANSPOSE_MAX_C_OUT
  * outputs (wino_weight_grad()); their forward and d_in go on to F(4x4, 3x3) on planes from 16x8
- * (ops/winograd4.c: 4x fewer), and that d_weight from 2048 pixels. */
+ * (ops/winograd4.c: 4x fewer), and that d_weight from 32x16 (512 pixels). */
 #include "ptl/ops.h"
 
 #include <limits.h>

@@ -42,9 +42,12 @@
  * Its d_weight only from W4_WEIGHT_MIN_PIXELS: against F(2x2, 3x3)'s, on Zen 4 (2 threads,
  * docs/performance.md), 64 -> 64 at 64x32 and 64 -> 256 at 64x32 ran 1.18-1.44x as fast,
  * 128 -> 128 at 32x16 alike, 64 -> 64 at 32x16 and 128 -> 128 at 16x8 slower (0.87-0.99x,
- * 0.74-0.81x): on short tile rows its transforms' per-row work dominates. */
+ * 0.74-0.81x): on short tile rows its transforms' per-row work dominates. Measured again once
+ * both kept their per-transform buffers off one cache set (ptl__wino_xi_stride), d_weight
+ * alone, F(2x2) / F(4x4) time: at 32x16, 64 -> 64 1.1x, 64 -> 256 1.19x, 128 -> 128 1.16-1.24x,
+ * 256 -> 256 1.3x; at 16x8, 128 -> 128 0.97-1.09x, 256 -> 256 1.04-1.08x (so from 32x16). */
 #define W4_MIN_PIXELS 128
-#define W4_WEIGHT_MIN_PIXELS 2048
+#define W4_WEIGHT_MIN_PIXELS 512
 #define T36 36
 /* Tiles per block (whole tile panels) and output channels per slice: 32 and 24 measured best
  * of 16-64 and 24-96 on 64-256 channels (a slice's 36 results, 36 x 24 x 32 floats, 110 KB,

@@ -610,7 +610,7 @@ Test(winograd, f4_tiles_cut_at_both_edges)
     check_wino(s, 1, 1, 64);
 }
 
-/* ... and its d_weight on planes from 2048 pixels: tiles cut at both edges (47 = 11*4 + 3,
+/* ... and its d_weight on planes from 512 pixels: tiles cut at both edges (47 = 11*4 + 3,
  * 45 = 11*4 + 1), two chunks of tile rows, the second starting inside an image. */
 Test(winograd, f4_weight_gradient_over_chunks)
 {
@@ -619,7 +619,7 @@ Test(winograd, f4_weight_gradient_over_chunks)
     check_wino(s, 0, 1, 64);
 }
 
-/* F(4x4, 3x3) takes planes from 16x8 on; smaller ones keep F(2x2, 3x3). */
+/* F(4x4, 3x3) takes planes from 16x8 on, its d_weight from 32x16; smaller keep F(2x2, 3x3). */
 Test(winograd, f4_only_on_planes_with_room)
 {
     struct ptl_conv2d_shape layer2 = SHAPE(32, 128, 16, 8, 128, 3, 3, 1, 1, 1, 1);
@@ -630,7 +630,11 @@ Test(winograd, f4_only_on_planes_with_room)
     cr_assert(!ptl__winograd4_applies(&short_plane));
     cr_assert(!ptl__winograd4_weight_applies(&layer2));
     struct ptl_conv2d_shape resnet50_layer1 = SHAPE(16, 64, 64, 32, 64, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape resnet18_layer1 = SHAPE(32, 64, 32, 16, 64, 3, 3, 1, 1, 1, 1);
+    struct ptl_conv2d_shape short_weight_plane = SHAPE(32, 64, 31, 16, 64, 3, 3, 1, 1, 1, 1);
     cr_assert(ptl__winograd4_weight_applies(&resnet50_layer1));
+    cr_assert(ptl__winograd4_weight_applies(&resnet18_layer1));
+    cr_assert(!ptl__winograd4_weight_applies(&short_weight_plane));
     cr_assert_geq(ptl__winograd_workspace_floats(&layer2),
                   ptl__winograd4_workspace_floats(&layer2));
 }
