@@ -54,7 +54,7 @@
  * With WINO_FEW_WEIGHTS (C_in x C_out) from WINO_FEW_MIN_TILES: once few tiles shared one
  * block (fused_few), the same, fwd+bwd, im2col / Winograd time: 512 -> 512 at 64 tiles
  * 1.28x (ResNet-18's layer4 at 128x64, batch 32; 1.35x on one thread), at 32 tiles 1.05x;
- * 256 -> 512 at 64 tiles 1.0-1.08x, 256 -> 256 0.98-1.02x (so not those). */
+ * 256 -> 512 at 64 tiles 0.96-1.08x, 256 -> 256 about 1.0x (so not those). */
 #define WINO_MIN_CHANNELS 64
 #define WINO_MIN_TILES 256
 #define WINO_WIDE_CHANNELS 256

@@ -44,7 +44,7 @@
  * 128 -> 128 at 32x16 alike, 64 -> 64 at 32x16 and 128 -> 128 at 16x8 slower (0.87-0.99x,
  * 0.74-0.81x): on short tile rows its transforms' per-row work dominates. Measured again once
  * both kept their per-transform buffers off one cache set (ptl__wino_xi_stride), d_weight
- * alone, F(2x2) / F(4x4) time: at 32x16, 64 -> 64 1.1x, 64 -> 256 1.19x, 128 -> 128 1.16-1.24x,
+ * alone, F(2x2) / F(4x4) time: at 32x16, 64 -> 64 1.1x, 64 -> 256 1.19x, 128 -> 128 1.16-1.34x,
  * 256 -> 256 1.3x; at 16x8, 128 -> 128 0.97-1.09x, 256 -> 256 1.04-1.08x (so from 32x16). */
 #define W4_MIN_PIXELS 128
 #define W4_WEIGHT_MIN_PIXELS 512
