@@ -430,11 +430,10 @@ static inline __attribute__((always_inline)) void g_row(float *u, size_t stride,
     u[3 * stride] = a2;
 }
 
-static inline __attribute__((always_inline)) void kernel_tile(float *u, size_t stride,
-                                                              const float *k)
+static inline __attribute__((always_inline)) void
+kernel_tile_of(float *u, size_t stride, float g00, float g01, float g02, float g10, float g11,
+               float g12, float g20, float g21, float g22)
 {
-    const float g00 = k[0], g01 = k[1], g02 = k[2], g10 = k[3], g11 = k[4], g12 = k[5];
-    const float g20 = k[6], g21 = k[7], g22 = k[8];
     /* rows of G g, then each row times G^T */
     g_row(u, stride, g00, g01, g02);
     g_row(u + 4 * stride, stride, 0.5f * (g00 + g10 + g20), 0.5f * (g01 + g11 + g21),
@@ -444,25 +443,40 @@ static inline __attribute__((always_inline)) void kernel_tile(float *u, size_t s
     g_row(u + 12 * stride, stride, g20, g21, g22);
 }
 
+static inline __attribute__((always_inline)) void kernel_tile(float *u, size_t stride,
+                                                              const float *k)
+{
+    kernel_tile_of(u, stride, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]);
+}
+
 /* The 16 transformed weight matrices as channel micro-panels of lc lanes, element (channel j,
  * k) at panel[k * lc + j] (the micro-kernel's packed A layout for a row-preferring kernel, B's
  * for a column-preferring one): forward, U[xi] (C_out channels, K = C_in); turned (backward
  * data), the 180-degree turned kernel transposed, U[turn xi]^T (C_in channels, K = C_out).
- * Lanes past the last channel are zero. This writes column k = col of panel pn, into up (the
- * panel's start in transform 0; xs floats from one transform to the next): one panel column
- * (all lanes of one k) at a time, so each of the 16 stores is a contiguous run of lanes (a loop
- * over kernels scattered 16 single floats per kernel: 3.5% of a resnet18 step). */
+ * Lanes past the last channel are zero.
+ *
+ * G J = P G with P swapping rows 0 and 3, so the turned kernel's U'[a][b] = U[p(a)][p(b)],
+ * p = (3 1 2 0); the permutation is its own inverse. */
+static const int turn16[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
+
+/* Where the kernel of panel lane j, column k sits in weight (m, c, 3, 3): j * row_step +
+ * k * col_step floats from the panel's first kernel. */
+static void pack_steps(const struct wino *g, int turned, size_t *row_step, size_t *col_step)
+{
+    *row_step = turned ? 9 : (size_t)g->c * 9;
+    *col_step = turned ? (size_t)g->c * 9 : 9;
+}
+
+/* Column k = col of panel pn, one kernel per lane, into up (the panel's start in transform 0;
+ * xs floats from one transform to the next). For the last panel when it is partial. */
 static inline __attribute__((always_inline)) void pack_panel_col(float *up, size_t xs,
                                                                   const float *weight,
                                                                   const struct wino *g,
                                                                   int turned, int pn, int col)
 {
-    /* G J = P G with P swapping rows 0 and 3, so the turned kernel's U'[a][b] = U[p(a)][p(b)],
-     * p = (3 1 2 0); the permutation is its own inverse. */
-    static const int turn[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
     const int lanes = g->lc, rows = turned ? g->c : g->m;
-    /* weight (m, c, 3, 3): the kernel of (row, col) and the step from one lane to the next */
-    const size_t row_step = turned ? 9 : (size_t)g->c * 9, col_step = turned ? (size_t)g->c * 9 : 9;
+    size_t row_step, col_step;
+    pack_steps(g, turned, &row_step, &col_step);
     const int row0 = pn * lanes, full = rows - row0 < lanes ? rows - row0 : lanes;
     const float *src = weight + (size_t)row0 * row_step + (size_t)col * col_step;
     float u[16][UK_MAX];
@@ -470,7 +484,7 @@ static inline __attribute__((always_inline)) void pack_panel_col(float *up, size
     for (int j = 0; j < full; j++)
         kernel_tile(&u[0][j], UK_MAX, src + (size_t)j * row_step);
     for (int xi = 0; xi < 16; xi++) {
-        float *dst = up + (size_t)(turned ? turn[xi] : xi) * xs + (size_t)col * lanes;
+        float *dst = up + (size_t)(turned ? turn16[xi] : xi) * xs + (size_t)col * lanes;
         int j = 0;
         for (; j < full; j++)
             dst[j] = u[xi][j];
@@ -479,18 +493,83 @@ static inline __attribute__((always_inline)) void pack_panel_col(float *up, size
     }
 }
 
-/* All panels, shared among the team's threads. */
+/* A run of whole panel columns packs as one SIMD loop over its PACK_LANES kernels (the loads
+ * gathers, the 16 results contiguous), then one copy per transform. One column at a time, the
+ * 16 copies of lc floats each cost more than the arithmetic: 30% of a 512 x 512 forward at 64
+ * tiles went to packing. offs[e]: where kernel e of the run sits, from its first kernel;
+ * cols = 0 when the offsets would not fit an int (the per-column path then does it all). */
+#define PACK_LANES 128
+struct pack_run {
+    int cols; /* panel columns per run */
+    int offs[PACK_LANES];
+};
+
+static void pack_run_make(struct pack_run *r, const struct wino *g, int turned)
+{
+    size_t row_step, col_step;
+    pack_steps(g, turned, &row_step, &col_step);
+    const int lanes = g->lc;
+    r->cols = PACK_LANES / lanes;
+    if ((size_t)lanes * row_step + (size_t)r->cols * col_step > INT32_MAX) {
+        r->cols = 0;
+        return;
+    }
+    for (int e = 0; e < r->cols * lanes; e++)
+        r->offs[e] = (int)((size_t)(e % lanes) * row_step + (size_t)(e / lanes) * col_step);
+}
+
+/* Columns col0..col0+nc (nc <= r->cols) of the whole panel pn, as pack_panel_col. */
+static inline __attribute__((always_inline)) void
+pack_panel_run(float *up, size_t xs, const float *weight, const struct wino *g, int turned,
+               const struct pack_run *r, int pn, int col0, int nc)
+{
+    size_t row_step, col_step;
+    pack_steps(g, turned, &row_step, &col_step);
+    const int lanes = g->lc, n = nc * lanes;
+    const float *src = weight + (size_t)pn * lanes * row_step + (size_t)col0 * col_step;
+    float u[16][PACK_LANES];
+#pragma omp simd
+    for (int e = 0; e < n; e++) {
+        /* int indices, one per tap: what the vectoriser turns into gathers */
+        const int o = r->offs[e];
+        kernel_tile_of(&u[0][e], PACK_LANES, src[o], src[o + 1], src[o + 2], src[o + 3],
+                       src[o + 4], src[o + 5], src[o + 6], src[o + 7], src[o + 8]);
+    }
+    for (int xi = 0; xi < 16; xi++)
+        memcpy(up + (size_t)(turned ? turn16[xi] : xi) * xs + (size_t)col0 * lanes, u[xi],
+               sizeof(float) * (size_t)n);
+}
+
+/* Columns col0..col0+nc of panel pn: in runs when the panel is whole. */
+static inline __attribute__((always_inline)) void
+pack_panel_cols(float *up, size_t xs, const float *weight, const struct wino *g, int turned,
+                const struct pack_run *r, int pn, int col0, int nc)
+{
+    const int rows = turned ? g->c : g->m;
+    if (r->cols > 0 && (pn + 1) * g->lc <= rows) {
+        pack_panel_run(up, xs, weight, g, turned, r, pn, col0, nc);
+    } else {
+        for (int col = col0; col < col0 + nc; col++)
+            pack_panel_col(up, xs, weight, g, turned, pn, col);
+    }
+}
+
+/* All panels, shared among the team's threads, a run of columns per item. */
 static PTL_SIMD_CLONES void pack_weights(float *up, const float *weight, const struct wino *g,
                                          int turned)
 {
     const int lanes = g->lc, rows = turned ? g->c : g->m, k = turned ? g->m : g->c;
     const size_t ps = panel_stride(lanes, k), panels = (size_t)(rows + lanes - 1) / lanes;
     const size_t xs = panels * ps;
-    const long items = (long)panels * k;
+    struct pack_run r;
+    pack_run_make(&r, g, turned);
+    const int step = r.cols > 0 ? r.cols : 1, runs = (k + step - 1) / step;
+    const long items = (long)panels * runs;
 #pragma omp for schedule(static)
     for (long it = 0; it < items; it++) {
-        const int pn = (int)(it / k), col = (int)(it % k);
-        pack_panel_col(up + pn * ps, xs, weight, g, turned, pn, col);
+        const int pn = (int)(it / runs), col0 = (int)(it % runs) * step;
+        pack_panel_cols(up + pn * ps, xs, weight, g, turned, &r, pn, col0,
+                        k - col0 < step ? k - col0 : step);
     }
 }
 
@@ -501,9 +580,13 @@ static PTL_SIMD_CLONES void pack_slice(float *up, size_t xs, const float *weight
 {
     const int lanes = g->lc, k = turned ? g->m : g->c;
     const size_t ps = panel_stride(lanes, k);
+    struct pack_run r;
+    pack_run_make(&r, g, turned);
+    const int step = r.cols > 0 ? r.cols : 1;
     for (int pn = 0; pn < np; pn++)
-        for (int col = 0; col < k; col++)
-            pack_panel_col(up + pn * ps, xs, weight, g, turned, pn0 + pn, col);
+        for (int col0 = 0; col0 < k; col0 += step)
+            pack_panel_cols(up + pn * ps, xs, weight, g, turned, &r, pn0 + pn, col0,
+                            k - col0 < step ? k - col0 : step);
 }
 
 /* d_weight (m, c, 3, 3) += G^T dU G, the adjoint of kernel_tile, dU [16][m][c]. */
