@@ -493,12 +493,9 @@ static inline __attribute__((always_inline)) void pack_panel_col(float *up, size
     }
 }
 
-/* A run of whole panel columns packs as one SIMD loop over its PACK_LANES kernels (the loads
- * gathers, the 16 results contiguous), then one copy per transform. One column at a time, the
- * 16 copies of lc floats each cost more than the arithmetic: 30% of a 512 x 512 forward at 64
- * tiles went to packing. offs[e]: where kernel e of the run sits, from its first kernel;
- * cols = 0 when the offsets would not fit an int (the per-column path then does it all). */
-#define PACK_LANES 128
+/* Whole panel columns pack in runs (ptl__wino_pack_offsets): column by column, 30% of a
+ * 512 x 512 forward at 64 tiles went to packing. cols = 0: the per-column path does it all. */
+#define PACK_LANES PTL_WINO_PACK_LANES
 struct pack_run {
     int cols; /* panel columns per run */
     int offs[PACK_LANES];
@@ -508,14 +505,7 @@ static void pack_run_make(struct pack_run *r, const struct wino *g, int turned)
 {
     size_t row_step, col_step;
     pack_steps(g, turned, &row_step, &col_step);
-    const int lanes = g->lc;
-    r->cols = PACK_LANES / lanes;
-    if ((size_t)lanes * row_step + (size_t)r->cols * col_step > INT32_MAX) {
-        r->cols = 0;
-        return;
-    }
-    for (int e = 0; e < r->cols * lanes; e++)
-        r->offs[e] = (int)((size_t)(e % lanes) * row_step + (size_t)(e / lanes) * col_step);
+    r->cols = ptl__wino_pack_offsets(r->offs, g->lc, row_step, col_step);
 }
 
 /* Columns col0..col0+nc (nc <= r->cols) of the whole panel pn, as pack_panel_col. */

@@ -15,6 +15,7 @@
 #define PTL_OPS_WINOGRAD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ptl/ops.h"
 
@@ -47,6 +48,23 @@ int ptl__winograd_forward(float *out, const float *in, const float *weight, cons
 static inline size_t ptl__wino_xi_stride(size_t floats)
 {
     return (floats + 15) / 16 * 16 + 16;
+}
+
+/* Packing transformed weights a run of whole panel columns at a time (winograd.c and
+ * winograd4.c): one SIMD loop over the run's kernels, then one copy per transform (a column at a
+ * time, the copies of lc floats each cost more than the arithmetic). offs[e] = where the kernel
+ * of lane e % lanes, column e / lanes of a run sits in the weights, from the run's first kernel
+ * (row_step floats from one lane to the next, col_step from one column to the next). Returns the
+ * columns per run, PTL_WINO_PACK_LANES / lanes, or 0 where the offsets would not fit an int. */
+#define PTL_WINO_PACK_LANES 128
+static inline int ptl__wino_pack_offsets(int *offs, int lanes, size_t row_step, size_t col_step)
+{
+    const int cols = PTL_WINO_PACK_LANES / lanes;
+    if ((size_t)lanes * row_step + (size_t)cols * col_step > INT32_MAX)
+        return 0;
+    for (int e = 0; e < cols * lanes; e++)
+        offs[e] = (int)((size_t)(e % lanes) * row_step + (size_t)(e / lanes) * col_step);
+    return cols;
 }
 
 /* For winograd4.c's weight gradient, which shares the products: du[xi] (m, c) (+)= dyt[xi]

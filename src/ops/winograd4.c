@@ -362,56 +362,105 @@ static PTL_SIMD_CLONES void block_output(float *restrict y, const float *restric
     }
 }
 
-/* u[xi] = (G g G^T)[xi] of the kernel k (3, 3), read turned by 180 degrees when `turned`.
- * G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]. */
-static void kernel_tile(float u[T36], const float *k, int turned)
+/* r = G a for a 3-vector a (one column of the kernel, then one row of G g);
+ * G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
+ * Divisions, not products with rounded reciprocals: those moved a forward's error past the
+ * tests' bound (1.02e-5 against 1e-5). In pack_weights' SIMD loops they cost little. */
+#define G_COL(a, b, d, r0, r1, r2, r3, r4, r5)                                                   \
+    do {                                                                                         \
+        r0 = (a) / 4.0f;                                                                         \
+        r1 = -((a) + (b) + (d)) / 6.0f;                                                          \
+        r2 = -((a) - (b) + (d)) / 6.0f;                                                          \
+        r3 = (a) / 24.0f + (b) / 12.0f + (d) / 6.0f;                                             \
+        r4 = (a) / 24.0f - (b) / 12.0f + (d) / 6.0f;                                             \
+        r5 = (d);                                                                                \
+    } while (0)
+
+/* u[xi * stride] = (G g G^T)[xi] of the kernel g (row-major g00..g22). */
+static inline __attribute__((always_inline)) void
+kernel_tile_of(float *u, size_t stride, float g00, float g01, float g02, float g10, float g11,
+               float g12, float g20, float g21, float g22)
 {
-    float kk[9], gk[6][3];
-    for (int i = 0; i < 9; i++)
-        kk[i] = k[turned ? 8 - i : i];
-    for (int c = 0; c < 3; c++) {
-        const float a = kk[c], b = kk[3 + c], d = kk[6 + c];
-        gk[0][c] = a / 4.0f;
-        gk[1][c] = -(a + b + d) / 6.0f;
-        gk[2][c] = -(a - b + d) / 6.0f;
-        gk[3][c] = a / 24.0f + b / 12.0f + d / 6.0f;
-        gk[4][c] = a / 24.0f - b / 12.0f + d / 6.0f;
-        gk[5][c] = d;
-    }
-    for (int r = 0; r < 6; r++) {
-        const float a = gk[r][0], b = gk[r][1], d = gk[r][2];
-        u[6 * r + 0] = a / 4.0f;
-        u[6 * r + 1] = -(a + b + d) / 6.0f;
-        u[6 * r + 2] = -(a - b + d) / 6.0f;
-        u[6 * r + 3] = a / 24.0f + b / 12.0f + d / 6.0f;
-        u[6 * r + 4] = a / 24.0f - b / 12.0f + d / 6.0f;
-        u[6 * r + 5] = d;
-    }
+    float t[6][3]; /* G g */
+    G_COL(g00, g10, g20, t[0][0], t[1][0], t[2][0], t[3][0], t[4][0], t[5][0]);
+    G_COL(g01, g11, g21, t[0][1], t[1][1], t[2][1], t[3][1], t[4][1], t[5][1]);
+    G_COL(g02, g12, g22, t[0][2], t[1][2], t[2][2], t[3][2], t[4][2], t[5][2]);
+    for (int r = 0; r < 6; r++)
+        G_COL(t[r][0], t[r][1], t[r][2], u[(6 * r) * stride], u[(6 * r + 1) * stride],
+              u[(6 * r + 2) * stride], u[(6 * r + 3) * stride], u[(6 * r + 4) * stride],
+              u[(6 * r + 5) * stride]);
+}
+
+/* ... of the kernel k (3, 3), read turned by 180 degrees when `turned`. */
+static inline __attribute__((always_inline)) void kernel_tile(float *u, size_t stride,
+                                                              const float *k, int turned)
+{
+    if (turned)
+        kernel_tile_of(u, stride, k[8], k[7], k[6], k[5], k[4], k[3], k[2], k[1], k[0]);
+    else
+        kernel_tile_of(u, stride, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]);
 }
 
 /* up = the 36 transformed weight matrices as channel micro-panels of lc lanes (element
  * (channel j, k) at panel[k * lc + j], zero past the last channel). Forward: channels are C_out,
- * K = C_in. Turned (backward data): channels are C_in, K = C_out, the kernel turned. */
-static void pack_weights(float *up, const float *weight, const struct w4 *g, int turned)
+ * K = C_in. Turned (backward data): channels are C_in, K = C_out, the kernel turned. Whole
+ * panels go in runs of columns (ptl__wino_pack_offsets), the last partial one kernel by kernel
+ * (as all of them did before: 36 single-float stores and dozens of scalar divisions per kernel,
+ * a third of a forward at 256 -> 256 channels on 16x8 planes, batch 16).
+ * The weight (C_out, C_in, 3, 3) holds the kernel of (row, col) at row * row_step +
+ * col * col_step. */
+static PTL_SIMD_CLONES void pack_weights(float *up, const float *weight, const struct w4 *g,
+                                         int turned)
 {
     const int lanes = g->lc, rows = g->m, k = g->c;
     const size_t ps = panel_stride(lanes, k), panels = (size_t)(rows + lanes - 1) / lanes;
     const size_t xs = panels * ps;
-    /* weight (C_out, C_in, 3, 3): the kernel of (row, col) */
     const size_t row_step = turned ? 9 : (size_t)k * 9, col_step = turned ? (size_t)rows * 9 : 9;
+    int offs[PTL_WINO_PACK_LANES];
+    const int cols = ptl__wino_pack_offsets(offs, lanes, row_step, col_step);
+    const int step = cols > 0 ? cols : 1, runs = (k + step - 1) / step;
 #pragma omp for schedule(static)
-    for (long it = 0; it < (long)panels * k; it++) {
-        const int pn = (int)(it / k), col = (int)(it % k), row0 = pn * lanes;
-        for (int j = 0; j < lanes; j++) {
-            float u[T36];
-            if (row0 + j < rows)
-                kernel_tile(u, weight + (size_t)(row0 + j) * row_step + (size_t)col * col_step,
-                            turned);
-            else
-                memset(u, 0, sizeof u);
+    for (long it = 0; it < (long)panels * runs; it++) {
+        const int pn = (int)(it / runs), col0 = (int)(it % runs) * step, row0 = pn * lanes;
+        const int nc = k - col0 < step ? k - col0 : step;
+        float *dst = up + pn * ps + (size_t)col0 * lanes;
+        if (cols > 0 && row0 + lanes <= rows) {
+            const float *src = weight + (size_t)row0 * row_step + (size_t)col0 * col_step;
+            const int n = nc * lanes;
+            float u[T36][PTL_WINO_PACK_LANES];
+            if (turned) {
+#pragma omp simd
+                for (int e = 0; e < n; e++) {
+                    const int o = offs[e]; /* int indices, one per tap: gathers */
+                    kernel_tile_of(&u[0][e], PTL_WINO_PACK_LANES, src[o + 8], src[o + 7],
+                                   src[o + 6], src[o + 5], src[o + 4], src[o + 3], src[o + 2],
+                                   src[o + 1], src[o]);
+                }
+            } else {
+#pragma omp simd
+                for (int e = 0; e < n; e++) {
+                    const int o = offs[e];
+                    kernel_tile_of(&u[0][e], PTL_WINO_PACK_LANES, src[o], src[o + 1],
+                                   src[o + 2], src[o + 3], src[o + 4], src[o + 5], src[o + 6],
+                                   src[o + 7], src[o + 8]);
+                }
+            }
             for (int xi = 0; xi < T36; xi++)
-                up[(size_t)xi * xs + pn * ps + (size_t)col * lanes + j] = u[xi];
+                memcpy(dst + (size_t)xi * xs, u[xi], sizeof(float) * (size_t)n);
+            continue;
         }
+        for (int col = col0; col < col0 + nc; col++)
+            for (int j = 0; j < lanes; j++) {
+                float u[T36];
+                if (row0 + j < rows)
+                    kernel_tile(u, 1,
+                                weight + (size_t)(row0 + j) * row_step + (size_t)col * col_step,
+                                turned);
+                else
+                    memset(u, 0, sizeof u);
+                for (int xi = 0; xi < T36; xi++)
+                    dst[(size_t)xi * xs + (size_t)(col - col0) * lanes + j] = u[xi];
+            }
     }
 }
 
