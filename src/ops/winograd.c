@@ -520,7 +520,7 @@ pack_panel_run(float *up, size_t xs, const float *weight, const struct wino *g, 
     float u[16][PACK_LANES];
 #pragma omp simd
     for (int e = 0; e < n; e++) {
-        /* int indices, one per tap: what the vectoriser turns into gathers */
+        /* int indices, one per tap, so the vectoriser can gather (gcc 12 loads lane by lane) */
         const int o = r->offs[e];
         kernel_tile_of(&u[0][e], PACK_LANES, src[o], src[o + 1], src[o + 2], src[o + 3],
                        src[o + 4], src[o + 5], src[o + 6], src[o + 7], src[o + 8]);

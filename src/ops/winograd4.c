@@ -431,7 +431,7 @@ static PTL_SIMD_CLONES void pack_weights(float *up, const float *weight, const s
             if (turned) {
 #pragma omp simd
                 for (int e = 0; e < n; e++) {
-                    const int o = offs[e]; /* int indices, one per tap: gathers */
+                    const int o = offs[e]; /* int indices, one per tap: gathered */
                     kernel_tile_of(&u[0][e], PTL_WINO_PACK_LANES, src[o + 8], src[o + 7],
                                    src[o + 6], src[o + 5], src[o + 4], src[o + 3], src[o + 2],
                                    src[o + 1], src[o]);
