@@ -564,18 +564,18 @@ static PTL_SIMD_CLONES void pack_weights(float *up, const float *weight, const s
 }
 
 /* Panels pn0..pn0+np on the calling thread alone, into up (panel pn0 first, xs floats from one
- * transform to the next): the weights of one slice of output channels. */
+ * transform to the next): the weights of one slice of output channels. r: pack_run_make's,
+ * made once per pass. */
 static PTL_SIMD_CLONES void pack_slice(float *up, size_t xs, const float *weight,
-                                       const struct wino *g, int turned, int pn0, int np)
+                                       const struct wino *g, int turned, const struct pack_run *r,
+                                       int pn0, int np)
 {
     const int lanes = g->lc, k = turned ? g->m : g->c;
     const size_t ps = panel_stride(lanes, k);
-    struct pack_run r;
-    pack_run_make(&r, g, turned);
-    const int step = r.cols > 0 ? r.cols : 1;
+    const int step = r->cols > 0 ? r->cols : 1;
     for (int pn = 0; pn < np; pn++)
         for (int col0 = 0; col0 < k; col0 += step)
-            pack_panel_cols(up + pn * ps, xs, weight, g, turned, &r, pn0 + pn, col0,
+            pack_panel_cols(up + pn * ps, xs, weight, g, turned, r, pn0 + pn, col0,
                             k - col0 < step ? k - col0 : step);
 }
 
@@ -791,6 +791,8 @@ static void fused_few(float *y, const float *x, const float *weight, const float
     struct tile_run runs[NB_MAX];
     const int nruns = tile_runs(runs, 0, nt, g, k_ch, m_ch);
     const int used = (nt + lt - 1) / lt; /* tile panels with tiles in them */
+    struct pack_run r;
+    pack_run_make(&r, g, turned);
 #pragma omp for schedule(static)
     for (int ch = 0; ch < k_ch; ch += FEW_INPUT_CHANNELS)
         block_input(v, x, runs, nruns, nt, k_ch, ch,
@@ -800,7 +802,7 @@ static void fused_few(float *y, const float *x, const float *weight, const float
     for (int sl = 0; sl < slices; sl++) {
         const int o0 = sl * mb, rows = m_ch - o0 < mb ? m_ch - o0 : mb;
         const int panels = (rows + lc - 1) / lc;
-        pack_slice(up, u_xs, weight, g, turned, o0 / lc, panels);
+        pack_slice(up, u_xs, weight, g, turned, &r, o0 / lc, panels);
         for (int xi = 0; xi < 16; xi++) {
             const float *cp = up + xi * u_xs;
             for (int pc = 0; pc < panels; pc++, cp += c_ps) {
