@@ -619,22 +619,42 @@ Test(winograd, f4_weight_gradient_over_chunks)
     check_wino(s, 0, 1, 64);
 }
 
+/* A shape on one side of a path's threshold: `rule` (ptl__winograd_applies and the like) must
+ * give `want` for it. */
+struct path_case {
+    const char *name;
+    struct ptl_conv2d_shape s;
+    int want;
+};
+
+static void check_path_rule(int (*rule)(const struct ptl_conv2d_shape *), const char *rule_name,
+                            const struct path_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(rule(&cases[i].s) != 0, cases[i].want, "%s(%s) should be %d", rule_name,
+                     cases[i].name, cases[i].want);
+}
+
+#define CHECK_PATH_RULE(rule, cases)                                                               \
+    check_path_rule(rule, #rule, cases, sizeof cases / sizeof *cases)
+
 /* F(4x4, 3x3) takes planes from 16x8 on, its d_weight from 32x16; smaller keep F(2x2, 3x3). */
 Test(winograd, f4_only_on_planes_with_room)
 {
     struct ptl_conv2d_shape layer2 = SHAPE(32, 128, 16, 8, 128, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape layer3 = SHAPE(32, 256, 8, 4, 256, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape short_plane = SHAPE(32, 128, 15, 8, 128, 3, 3, 1, 1, 1, 1);
-    cr_assert(ptl__winograd4_applies(&layer2));
-    cr_assert(!ptl__winograd4_applies(&layer3));
-    cr_assert(!ptl__winograd4_applies(&short_plane));
-    cr_assert(!ptl__winograd4_weight_applies(&layer2));
-    struct ptl_conv2d_shape resnet50_layer1 = SHAPE(16, 64, 64, 32, 64, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape resnet18_layer1 = SHAPE(32, 64, 32, 16, 64, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape short_weight_plane = SHAPE(32, 64, 31, 16, 64, 3, 3, 1, 1, 1, 1);
-    cr_assert(ptl__winograd4_weight_applies(&resnet50_layer1));
-    cr_assert(ptl__winograd4_weight_applies(&resnet18_layer1));
-    cr_assert(!ptl__winograd4_weight_applies(&short_weight_plane));
+    const struct path_case planes[] = {
+        {"layer2", layer2, 1},
+        {"layer3", SHAPE(32, 256, 8, 4, 256, 3, 3, 1, 1, 1, 1), 0},
+        {"short_plane", SHAPE(32, 128, 15, 8, 128, 3, 3, 1, 1, 1, 1), 0},
+    };
+    const struct path_case weight_planes[] = {
+        {"layer2", layer2, 0},
+        {"resnet50_layer1", SHAPE(16, 64, 64, 32, 64, 3, 3, 1, 1, 1, 1), 1},
+        {"resnet18_layer1", SHAPE(32, 64, 32, 16, 64, 3, 3, 1, 1, 1, 1), 1},
+        {"short_weight_plane", SHAPE(32, 64, 31, 16, 64, 3, 3, 1, 1, 1, 1), 0},
+    };
+    CHECK_PATH_RULE(ptl__winograd4_applies, planes);
+    CHECK_PATH_RULE(ptl__winograd4_weight_applies, weight_planes);
     cr_assert_geq(ptl__winograd_workspace_floats(&layer2),
                   ptl__winograd4_workspace_floats(&layer2));
 }
@@ -690,10 +710,11 @@ Test(winograd, conv2d_path_few_tiles_wide_weights)
 /* more tiles, or smaller weights, keep blocks of tiles per thread */
 Test(winograd, few_tiles_only_with_large_weights)
 {
-    struct ptl_conv2d_shape many_tiles = SHAPE(9, 272, 8, 8, 256, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape small_weights = SHAPE(8, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
-    cr_assert(!ptl__winograd_few_tiles(&many_tiles));
-    cr_assert(!ptl__winograd_few_tiles(&small_weights));
+    const struct path_case cases[] = {
+        {"many_tiles", SHAPE(9, 272, 8, 8, 256, 3, 3, 1, 1, 1, 1), 0},
+        {"small_weights", SHAPE(8, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), 0},
+    };
+    CHECK_PATH_RULE(ptl__winograd_few_tiles, cases);
 }
 
 Test(winograd, conv2d_path_accumulates_and_null_gradients)
@@ -704,29 +725,22 @@ Test(winograd, conv2d_path_accumulates_and_null_gradients)
 /* The Winograd thresholds: below them 3x3/1/1 convs keep im2col, from them on they take it. */
 Test(winograd, small_shapes_keep_im2col)
 {
-    struct ptl_conv2d_shape few_channels = SHAPE(32, 32, 32, 16, 32, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape few_tiles = SHAPE(2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape stride2 = SHAPE(32, 64, 32, 16, 64, 3, 3, 2, 2, 1, 1);
-    struct ptl_conv2d_shape resnet_layer1 = SHAPE(32, 64, 32, 16, 64, 3, 3, 1, 1, 1, 1);
-    cr_assert(!ptl__winograd_applies(&few_channels));
-    cr_assert(!ptl__winograd_applies(&few_tiles));
-    cr_assert(!ptl__winograd_applies(&stride2));
-    cr_assert(ptl__winograd_applies(&resnet_layer1));
-    /* from 128 tiles with 256 channels in and out (ResNet-50's layer4 at 256x128, batch 16),
-     * from 256 with fewer */
-    struct ptl_conv2d_shape resnet50_layer4 = SHAPE(16, 512, 8, 4, 512, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape narrow_128_tiles = SHAPE(16, 256, 8, 4, 255, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape wide_64_tiles = SHAPE(32, 256, 4, 2, 512, 3, 3, 1, 1, 1, 1);
-    cr_assert(ptl__winograd_applies(&resnet50_layer4));
-    cr_assert(!ptl__winograd_applies(&narrow_128_tiles));
-    cr_assert(!ptl__winograd_applies(&wide_64_tiles));
-    /* from 32 tiles with 512 x 512 channels (ResNet-18's layer4 at 128x64 from batch 16) */
-    struct ptl_conv2d_shape resnet18_layer4 = SHAPE(16, 512, 4, 2, 512, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape tiles_16 = SHAPE(8, 512, 4, 2, 512, 3, 3, 1, 1, 1, 1);
-    struct ptl_conv2d_shape weights_511 = SHAPE(16, 511, 4, 2, 512, 3, 3, 1, 1, 1, 1);
-    cr_assert(ptl__winograd_applies(&resnet18_layer4));
-    cr_assert(!ptl__winograd_applies(&tiles_16));
-    cr_assert(!ptl__winograd_applies(&weights_511));
+    const struct path_case cases[] = {
+        {"few_channels", SHAPE(32, 32, 32, 16, 32, 3, 3, 1, 1, 1, 1), 0},
+        {"few_tiles", SHAPE(2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1), 0},
+        {"stride2", SHAPE(32, 64, 32, 16, 64, 3, 3, 2, 2, 1, 1), 0},
+        {"resnet_layer1", SHAPE(32, 64, 32, 16, 64, 3, 3, 1, 1, 1, 1), 1},
+        /* from 128 tiles with 256 channels in and out (ResNet-50's layer4 at 256x128, batch
+         * 16), from 256 with fewer */
+        {"resnet50_layer4", SHAPE(16, 512, 8, 4, 512, 3, 3, 1, 1, 1, 1), 1},
+        {"narrow_128_tiles", SHAPE(16, 256, 8, 4, 255, 3, 3, 1, 1, 1, 1), 0},
+        {"wide_64_tiles", SHAPE(32, 256, 4, 2, 512, 3, 3, 1, 1, 1, 1), 0},
+        /* from 32 tiles with 512 x 512 channels (ResNet-18's layer4 at 128x64 from batch 16) */
+        {"resnet18_layer4", SHAPE(16, 512, 4, 2, 512, 3, 3, 1, 1, 1, 1), 1},
+        {"tiles_16", SHAPE(8, 512, 4, 2, 512, 3, 3, 1, 1, 1, 1), 0},
+        {"weights_511", SHAPE(16, 511, 4, 2, 512, 3, 3, 1, 1, 1, 1), 0},
+    };
+    CHECK_PATH_RULE(ptl__winograd_applies, cases);
 }
 
 Test(conv2d, workspace_is_bounded_by_the_chunk_not_the_batch)
